@@ -1,0 +1,38 @@
+# `make demo` and `make test` are all a newcomer needs; both create/update .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.darknb-installed
+RUN    ?= demo
+
+.PHONY: install demo test test-fast test-browser bench clean-reports
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+data/synthetic/synthetic.json: | $(STAMP)
+	$(PY) -m darknb synth --root data/synthetic
+
+demo: $(STAMP) data/synthetic/synthetic.json
+	@start=$$(date +%s); \
+	$(PY) -m darknb run --run $(RUN) && \
+	echo "[darknb] demo finished in $$(( $$(date +%s) - start )) s; open reports/$(RUN)/ (summary.json, *.html)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -ra -m "not slow and not browser"
+
+test-browser: $(STAMP)
+	$(PY) -m pytest -q -ra -m browser
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_video.py
+
+clean-reports:
+	rm -rf reports/$(RUN)

@@ -1,0 +1,5 @@
+import sys
+
+from darknb.cli import main
+
+sys.exit(main())

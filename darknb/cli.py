@@ -1,0 +1,85 @@
+"""Command line: ``python -m darknb {run,synth,prepare,models}`` (also installed as ``darknb``)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+
+from darknb.errors import DarknbError
+
+
+def _parse_value(text: str):
+    """``--set lr=1e-3`` → 0.001; strings that are not Python literals stay strings."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parse_sets(pairs) -> dict:
+    params = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DarknbError(f"--set expects key=value, got {pair!r}")
+        params[key.strip()] = _parse_value(value.strip())
+    return params
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="darknb", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the report notebooks into reports/<run>/")
+    run.add_argument("--run", default="demo", help="run name (folder under reports/)")
+    run.add_argument("--preset", default="demo", help="parameter preset: demo | paper | none")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter")
+    run.add_argument("--notebooks", default=None, help="comma-separated, e.g. 01_teacher,02_student")
+    run.add_argument("--no-html", action="store_true", help="skip the HTML export")
+
+    synth = sub.add_parser("synth", help="generate the synthetic dark-video set")
+    synth.add_argument("--root", default="data/synthetic")
+    synth.add_argument("--seed", type=int, default=0)
+
+    prep = sub.add_parser("prepare", help="decode a dataset's train+test videos once into a frame cache")
+    prep.add_argument("--dataset", default="synthetic", help="synthetic | arid | arid1.5 | arid1.1 | dark48")
+    prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/)")
+    prep.add_argument("--cache-dir", required=True, help="where the cache goes (pass it as cache_dir later)")
+    prep.add_argument("--split", type=int, default=1)
+    prep.add_argument("--short-side", type=int, default=None, help="default 128 (72 for synthetic)")
+
+    sub.add_parser("models", help="list registered models")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            from darknb.pipeline import run_pipeline
+
+            notebooks = args.notebooks.split(",") if args.notebooks else None
+            preset = None if args.preset == "none" else args.preset
+            out = run_pipeline(args.run, preset=preset, params=_parse_sets(args.set),
+                               notebooks=notebooks, html=not args.no_html)
+            print(f"[darknb] reports written to {out}")
+        elif args.command == "synth":
+            from darknb.data import make_synthetic_dark
+
+            print(make_synthetic_dark(args.root, seed=args.seed))
+        elif args.command == "prepare":
+            from darknb.config import RunConfig
+            from darknb.train import prepare_cache
+
+            cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
+                            split=args.split)
+            report = prepare_cache(cfg, short_side=args.short_side)
+            print(f"[darknb] cache in {args.cache_dir}: {report['written']} written, "
+                  f"{report['reused']} reused, {len(report['failed'])} failed "
+                  f"({report['seconds']:.1f} s)")
+        elif args.command == "models":
+            from darknb.models import list_models
+
+            print("\n".join(list_models()))
+    except DarknbError as err:
+        print(f"darknb: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,199 @@
+"""Run configuration: one flat dataclass, presets, and parameter validation for notebooks.
+
+Notebooks hold flat, typed literals in a cell tagged ``parameters`` (papermill overrides them). The
+next cell calls :func:`validate_notebook_params`, which rejects unknown or mistyped parameters —
+papermill itself only logs unknown ones — and :meth:`RunConfig.from_params` builds the config.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from darknb.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+@dataclass
+class RunConfig:
+    """Everything one training stage needs. Defaults are tiny (CPU); see ``PRESETS["paper"]``."""
+
+    # data
+    dataset: str = "synthetic"          # synthetic | arid | arid1.5 | arid1.1 | dark48
+    data_root: str = "data/synthetic"
+    split: int = 1
+    num_frames: int = 8                 # T: consecutive frames per clip
+    size: int = 32                      # H = W of the network input
+    sampling: str = "consecutive"       # consecutive (DarkLight) | uniform
+    num_workers: int = 0
+    cache_dir: str = ""                 # prepared frame cache ("" = decode videos)
+    on_error: str = "raise"             # raise | skip
+    # model
+    model: str = "vit_bert_tiny"
+    pretrained: str = ""                # "" (scratch) | "hub" | path to a timm checkpoint file
+    enhancer: str = "zerodce"           # teacher's enhancer: zerodce | zerodce++ | gamma | none
+    enhancer_checkpoint: str = ""       # "" = fit Zero-DCE zero-reference on training frames
+    enhancer_fit_steps: int = 150
+    # optimisation (paper: AdamW, lr 1e-4, batch 2)
+    epochs: int = 5
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    mixed_precision: str = "auto"       # auto (bf16/fp16 on GPU, none on CPU) | no | fp16 | bf16
+    # distillation: L = alpha * CE + beta * T^2 * KL
+    alpha: float = 1.0
+    beta: float = 1.0
+    temperature: float = 1.0
+    # bookkeeping
+    seed: int = 0
+    output_dir: str = "reports/demo"
+    resume: bool = True
+
+    def __post_init__(self):
+        checks = {
+            "num_frames": self.num_frames >= 1, "size": self.size >= 8, "split": self.split >= 1,
+            "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "weight_decay": self.weight_decay >= 0, "grad_accum": self.grad_accum >= 1,
+            "alpha": self.alpha >= 0, "beta": self.beta >= 0, "temperature": self.temperature > 0,
+            "num_workers": self.num_workers >= 0, "enhancer_fit_steps": self.enhancer_fit_steps >= 0,
+            "sampling": self.sampling in ("consecutive", "uniform"),
+            "on_error": self.on_error in ("raise", "skip"),
+            "mixed_precision": self.mixed_precision in ("auto", "no", "fp16", "bf16"),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            raise ConfigError(f"RunConfig: invalid value {getattr(self, name)!r} for parameter {name!r}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides) -> "RunConfig":
+        """Build from a flat dict, ignoring keys that are not config fields (notebook-only ones)."""
+        known = {f.name for f in fields(cls)}
+        merged = {k: v for k, v in {**params, **overrides}.items() if k in known}
+        defaults = cls()
+        validate_params(merged, {k: getattr(defaults, k) for k in merged})
+        return cls(**merged)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's setting (Section "Settings reported" of PAPER.md): ViT-B + BERT, 64 x 112 x 112
+    # clips, batch 2, AdamW 1e-4, alpha = beta = 1. Needs a GPU.
+    "paper": dict(model="vit_bert", num_frames=64, size=112, batch_size=2, lr=1e-4, epochs=30,
+                  num_workers=8, alpha=1.0, beta=1.0, temperature=1.0),
+    # What `make demo` runs on 2 CPU cores: tiny model from scratch on the synthetic set, read from
+    # the prepared frame cache. Uniform sampling: a synthetic motion spans the whole 40-frame video.
+    # lr 3e-4: measured, 1e-3 left the scratch ViT at chance and 1e-4 learns too slowly here.
+    "demo": dict(dataset="synthetic", data_root="data/synthetic", cache_dir="data/cache/synthetic",
+                 model="vit_bert_tiny", num_frames=8, size=32, sampling="uniform", batch_size=8,
+                 lr=3e-4, epochs=100,
+                 # notebook-only knobs, shrunk to fit 15 minutes on 2 cores (same code paths)
+                 betas=[0.0, 1.0], temperatures=[1.0, 4.0], baseline_epochs=20,
+                 paper_latency_repeats=1),
+}
+
+
+def _type_name(value) -> str:
+    return type(value).__name__
+
+
+def validate_params(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
+    """Reject unknown keys and values whose type differs from the default's type.
+
+    An int is accepted where a float is expected (``lr = 1`` is fine); a bool is never an int.
+    Returns a new dict: the defaults updated with ``params``.
+    """
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"unknown parameter(s) {unknown}; valid parameters are {sorted(defaults)}")
+    out = dict(defaults)
+    for key, value in params.items():
+        default = defaults[key]
+        ok = type(value) is type(default) or (
+            isinstance(default, float) and type(value) is int) or default is None
+        if not ok:
+            raise ConfigError(
+                f"parameter {key!r} must be {_type_name(default)} (like its default {default!r}), "
+                f"got {_type_name(value)} {value!r}")
+        out[key] = float(value) if isinstance(default, float) else value
+    return out
+
+
+def notebook_defaults(notebook: str | Path) -> dict:
+    """The literals assigned in a notebook's cell tagged ``parameters``."""
+    path = _notebook_path(notebook)
+    if not path.is_file():
+        raise ConfigError(f"notebook {str(path)!r} not found")
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ConfigError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    source = "".join(cells[0]["source"])
+    defaults = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            try:
+                defaults[target.id] = ast.literal_eval(node.value)
+            except ValueError as err:
+                raise ConfigError(f"{path}: parameter {target.id!r} is not a literal") from err
+    return defaults
+
+
+# Names IPython itself puts in a kernel's globals; everything else that is a plain literal in the
+# namespace right after the parameters cell was put there by the parameters or injected cell.
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+_LITERAL_TYPES = (str, int, float, bool, list, tuple, dict, type(None))
+
+
+def _names_assigned_by_notebook(path: Path) -> set[str]:
+    """Names the notebook's own (non-parameter) code cells assign, so that re-running the
+    validation cell by hand after later cells ran does not mistake them for parameters."""
+    nb = json.loads(path.read_text())
+    names: set[str] = set()
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or "parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        try:
+            tree = ast.parse("".join(cell["source"]))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _notebook_path(notebook: str | Path) -> Path:
+    path = Path(notebook)
+    return NOTEBOOK_DIR / f"{notebook}.ipynb" if not path.suffix else path
+
+
+def validate_notebook_params(namespace: Mapping[str, Any], notebook: str | Path) -> dict:
+    """Validate a running notebook's parameters against its own ``parameters`` cell.
+
+    Call it in the cell right after the parameters cell with ``globals()``: any other literal global
+    (e.g. an unknown name papermill injected) is rejected, and so is a mistyped value.
+    """
+    defaults = notebook_defaults(notebook)
+    own = _names_assigned_by_notebook(_notebook_path(notebook)) - set(defaults)
+    given = {k: v for k, v in namespace.items()
+             if not k.startswith("_") and k not in _IPYTHON_NAMES and k not in own
+             and isinstance(v, _LITERAL_TYPES)}
+    return validate_params(given, defaults)

@@ -1,0 +1,97 @@
+"""Knowledge-distillation loss and a cache of teacher soft targets.
+
+L_student = alpha * CE(y, s) + beta * T^2 * KL(softmax(t / T) || softmax(s / T))  (DL-KDD, PAPER.md
+"Losses"; the T^2 factor is Hinton et al. 2015's, keeping gradient scale independent of T).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from darknb.errors import CheckpointError, ConfigError
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, target: torch.Tensor,
+            alpha: float = 1.0, beta: float = 1.0, temperature: float = 1.0) -> dict[str, torch.Tensor]:
+    """Return ``{"loss", "ce", "kd"}``; ``kd`` is the T^2-scaled KL term, each a batch mean.
+
+    ``teacher_logits`` is detached (never back-propagated through); it may be None when ``beta == 0``
+    (the no-KD control), in which case ``kd`` is zero.
+    """
+    if alpha < 0 or beta < 0:
+        raise ConfigError(f"kd_loss: alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
+    if temperature <= 0:
+        raise ConfigError(f"kd_loss: temperature must be > 0, got {temperature}")
+    ce = F.cross_entropy(student_logits, target)
+    if teacher_logits is None:
+        if beta != 0:
+            raise ConfigError("kd_loss: teacher_logits is None but beta != 0")
+        kd = torch.zeros((), device=student_logits.device, dtype=ce.dtype)
+    else:
+        if teacher_logits.shape != student_logits.shape:
+            raise ConfigError(f"kd_loss: teacher logits {tuple(teacher_logits.shape)} and student "
+                              f"logits {tuple(student_logits.shape)} differ in shape")
+        T = temperature
+        log_p_student = F.log_softmax(student_logits.float() / T, dim=-1)
+        log_p_teacher = F.log_softmax(teacher_logits.detach().float() / T, dim=-1)
+        # KL(p_t || p_s) summed over classes, averaged over the batch
+        kd = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * T * T
+    return {"loss": alpha * ce + beta * kd, "ce": ce, "kd": kd}
+
+
+class TeacherCache:
+    """Teacher logits keyed by (seed, epoch, dataset index).
+
+    Training clips are a pure function of (seed, epoch, index) (see ``VideoListDataset``), so the
+    teacher's output for a clip can be computed once and reused by every student of an alpha/beta/T
+    sweep that shares the seed: the cached targets are *identical* to recomputing them online. The
+    cache is a plain dict in memory, optionally persisted to one file (atomic write).
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else None
+        self.store: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+        if self.path and self.path.exists():
+            self.load()
+
+    def __len__(self):
+        return len(self.store)
+
+    def lookup(self, seed: int, epoch: int, indices: list[int]) -> torch.Tensor | None:
+        """Stacked logits if every index is cached, else None."""
+        keys = [(seed, epoch, int(i)) for i in indices]
+        if all(k in self.store for k in keys):
+            self.hits += len(keys)
+            return torch.stack([self.store[k] for k in keys])
+        self.misses += len(keys)
+        return None
+
+    def add(self, seed: int, epoch: int, indices: list[int], logits: torch.Tensor) -> None:
+        for i, row in zip(indices, logits.detach().float().cpu()):
+            self.store[(seed, epoch, int(i))] = row.clone()
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = torch.tensor(list(self.store.keys()), dtype=torch.long).view(-1, 3)
+        values = torch.stack(list(self.store.values())) if self.store else torch.empty(0)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        os.close(fd)
+        torch.save({"keys": keys, "logits": values}, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self) -> None:
+        try:
+            blob = torch.load(self.path, map_location="cpu", weights_only=True)
+            keys, values = blob["keys"], blob["logits"]
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise CheckpointError(f"teacher cache {str(self.path)!r} is unreadable: {err}") from err
+        self.store = {tuple(int(v) for v in k): row for k, row in zip(keys.tolist(), values)}

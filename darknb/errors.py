@@ -1,0 +1,25 @@
+"""darknb's own exception types: one family, so callers can catch ``DarknbError``."""
+
+
+class DarknbError(Exception):
+    """Base class of every error darknb raises on purpose."""
+
+
+class ConfigError(DarknbError, ValueError):
+    """A parameter is unknown, mistyped or out of range; the message names it."""
+
+
+class VideoReadError(DarknbError):
+    """A video could not be read; the message names the file and the cause."""
+
+
+class DatasetError(DarknbError):
+    """A dataset root, list file or list entry is wrong; the message names it."""
+
+
+class CheckpointError(DarknbError):
+    """A checkpoint is missing, truncated, corrupt or does not fit the model."""
+
+
+class TrainingError(DarknbError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the step."""

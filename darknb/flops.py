@@ -1,0 +1,278 @@
+"""Inference cost: parameters, FLOPs per clip and CPU latency, for the paper's cost claim.
+
+DL-KDD claims the student "needs no enhancement module and no second stream, so it costs less than
+the teacher and than two-stream methods" but gives no figures (PAPER.md, "Claims to test"). This
+file measures them.
+
+Units, stated once and carried in every result:
+- FLOPs follow ``torch.utils.flop_counter.FlopCounterMode``: a multiply-add is **2 FLOPs**
+  (FLOPs = 2 x MACs). Many papers quote "GFLOPs" that are really GMACs; halve ours to compare.
+- Only matrix products, convolutions and attention are counted (what FlopCounterMode has formulas
+  for); element-wise work (normalisation, GELU, softmax, Zero-DCE's curve iterations) is not. For a
+  ViT that is < 1 % of the total; for Zero-DCE the curve steps are a visible share, so its count is a
+  lower bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections import defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.utils import flop_counter as _fc
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from darknb.errors import ConfigError
+
+FLOP_UNIT = "FLOPs"
+FLOP_CONVENTION = ("FLOPs = 2 x MACs (torch.utils.flop_counter); matmul, conv and attention only, "
+                   "element-wise ops not counted")
+
+# ----------------------------------------------------------------------------------------------
+# Formulas FlopCounterMode lacks
+# ----------------------------------------------------------------------------------------------
+# timm's ViT calls F.scaled_dot_product_attention; on CPU that dispatches to
+# aten._scaled_dot_product_flash_attention_for_cpu, which torch's flop registry does not know, so a
+# fused-attention ViT would silently lose its attention FLOPs. Its arithmetic is the same as the
+# other SDPA kernels (QK^T and AV), so torch's own sdpa counts apply. Passed as ``custom_mapping``
+# rather than registered globally, so importing darknb changes nothing for other code.
+
+
+def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args,
+                            out_shape=None, **kwargs) -> int:
+    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def extra_flop_formulas() -> dict:
+    """Formulas added to FlopCounterMode's registry (only for ops this torch build has)."""
+    wanted = {
+        "_scaled_dot_product_flash_attention_for_cpu": _sdpa_cpu_flop,
+        "_scaled_dot_product_flash_attention_for_cpu_backward": _sdpa_cpu_backward_flop,
+    }
+    out = {}
+    for name, formula in wanted.items():
+        packet = getattr(torch.ops.aten, name, None)
+        if packet is not None and packet not in _fc.flop_registry:
+            out[packet] = formula
+    return out
+
+
+# Ops that do heavy arithmetic; if one runs without a formula the total would be silently low.
+_HEAVY_OP_WORDS = {"attention", "mm", "bmm", "addmm", "baddbmm", "matmul", "einsum", "linear"}
+
+
+def _is_heavy(op) -> bool:
+    words = str(op).split(".")[-1].strip("_").split("_")
+    return any(w in _HEAVY_OP_WORDS or w.startswith("conv") for w in words)
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Records the aten ops that actually execute.
+
+    Entered *before* FlopCounterMode, so it sits below it on the mode stack: it sees each op after
+    the counter has decomposed what it could, i.e. exactly the ops that ran.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func._overloadpacket)
+        return func(*args, **(kwargs or {}))
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements (shared parameters counted once)."""
+    params = {id(p): p for p in model.parameters() if p.requires_grad or not trainable_only}
+    return int(sum(p.numel() for p in params.values()))
+
+
+def _module_device(model: nn.Module) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def count_flops(model: nn.Module, *inputs: torch.Tensor, input_shape: Sequence[int] | None = None,
+                device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
+                train: bool = False) -> dict[str, Any]:
+    """FLOPs of one forward pass, counted with ``FlopCounterMode`` (+ the CPU flash-attention formula).
+
+    Give either ``inputs`` (tensors, run as ``model(*inputs)``) or ``input_shape`` (a zero tensor of
+    that shape is made on ``device``). ``device="meta"`` counts without computing anything: the model
+    is copied to the meta device (build it inside ``with torch.device("meta"):`` to skip even the
+    allocation), so paper-size models — ViT-B/16 on 64 x 112 x 112 clips — cost no time.
+    ``train=False`` counts in eval mode (inference cost); the model's mode is restored afterwards.
+
+    Returns ``flops`` (int, whole batch), ``gflops`` (float), ``unit`` / ``convention`` (see the module
+    docstring), ``by_op`` {aten op: FLOPs}, ``by_module`` {top-level child: FLOPs}, ``batch_size``
+    (first input's dim 0), ``input_shapes``, ``device`` and ``uncounted_ops`` (heavy-looking ops that
+    ran without a formula; a non-empty list also warns, because the total is then too low).
+    """
+    if bool(inputs) == (input_shape is not None):
+        raise ConfigError("count_flops: give either input tensors or input_shape=..., not both/neither")
+    if input_shape is not None:
+        dev = torch.device(device) if device is not None else _module_device(model)
+        inputs = (torch.zeros(tuple(input_shape), device=dev, dtype=dtype),)
+    elif device is not None:
+        dev = torch.device(device)
+        inputs = tuple(x.to(dev) if isinstance(x, torch.Tensor) else x for x in inputs)
+    else:
+        dev = inputs[0].device if isinstance(inputs[0], torch.Tensor) else _module_device(model)
+    if _module_device(model) != dev:
+        if _module_device(model).type == "meta":
+            raise ConfigError(f"count_flops: the model is on the meta device (no weights), inputs on "
+                              f"{dev}; pass device='meta' (or meta inputs)")
+        # Copy rather than move: counting must not change the caller's model.
+        model = copy.deepcopy(model).to(dev)
+
+    counter = _fc.FlopCounterMode(display=False, depth=None, custom_mapping=extra_flop_formulas())
+    recorder = _OpRecorder()
+    was_training = model.training
+    model.train(train)
+    try:
+        with torch.no_grad(), recorder, counter:
+            model(*inputs)
+    finally:
+        model.train(was_training)
+
+    counts = counter.get_flop_counts()
+    by_op = {str(op): int(v) for op, v in counts.get("Global", {}).items()}
+    by_module = _top_level_modules(counts, model)
+    uncounted = sorted(str(op) for op in recorder.seen
+                       if op not in counter.flop_registry
+                       and _is_heavy(op))
+    if uncounted:
+        warnings.warn(f"count_flops: ops ran without a FLOP formula, total is too low: {uncounted}",
+                      RuntimeWarning, stacklevel=2)
+    total = int(counter.get_total_flops())
+    first = inputs[0]
+    return {
+        "flops": total,
+        "gflops": total / 1e9,
+        "unit": FLOP_UNIT,
+        "convention": FLOP_CONVENTION,
+        "by_op": by_op,
+        "by_module": by_module,
+        "batch_size": int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1,
+        "input_shapes": [tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)],
+        "device": str(dev),
+        "uncounted_ops": uncounted,
+    }
+
+
+def _top_level_modules(counts: Mapping[str, Mapping], model: nn.Module) -> dict[str, int]:
+    """FLOPs per direct child of the model (FlopCounterMode names modules ``Root.child...``)."""
+    children = {name for name, _ in model.named_children()}
+    out: dict[str, int] = defaultdict(int)
+    for key, ops in counts.items():
+        parts = key.split(".")
+        if len(parts) == 2 and parts[1] in children:
+            out[parts[1]] += int(sum(ops.values()))
+    return dict(out)
+
+
+def measure_latency(model: nn.Module, *inputs: torch.Tensor, warmup: int = 1,
+                    repeats: int = 3) -> dict[str, Any]:
+    """Wall-clock time of ``model(*inputs)`` under ``torch.inference_mode()`` in eval mode.
+
+    Returns ``mean_ms`` / ``std_ms`` (sample std over ``repeats`` timed calls; 0 for one call) for the
+    whole batch, plus ``min_ms``, ``repeats``, ``threads`` (``torch.get_num_threads()``: CPU latency
+    depends on it, so it is recorded with the number) and ``device``.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ConfigError(f"measure_latency: need repeats >= 1 and warmup >= 0, got "
+                          f"repeats={repeats}, warmup={warmup}")
+    if not inputs:
+        raise ConfigError("measure_latency: give at least one input tensor")
+    device = inputs[0].device
+    if device.type == "meta" or _module_device(model).type == "meta":
+        raise ConfigError("measure_latency: the model or inputs are on the meta device, which "
+                          "computes nothing; time on a real device")
+
+    def sync():
+        # CUDA calls return before the kernel ends; without a sync we would time the launch only.
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(*inputs)
+            sync()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(*inputs)
+                sync()
+                times.append((time.perf_counter() - start) * 1e3)
+    finally:
+        model.train(was_training)
+    mean = sum(times) / len(times)
+    std = math.sqrt(sum((t - mean) ** 2 for t in times) / (len(times) - 1)) if len(times) > 1 else 0.0
+    return {"mean_ms": mean, "std_ms": std, "min_ms": min(times), "repeats": repeats,
+            "threads": torch.get_num_threads(), "device": str(device),
+            "batch_size": int(inputs[0].shape[0]) if inputs[0].dim() else 1}
+
+
+def cost_table(entries: Iterable[Mapping[str, Any]]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per model, in explicit per-clip units.
+
+    Each entry: ``name`` (str), ``params`` (int, or a model to count), ``flops`` (a
+    :func:`count_flops` result, or an int of FLOPs for ``clips`` clips), optional ``latency`` (a
+    :func:`measure_latency` result, or milliseconds for ``clips`` clips) and ``clips`` (clips in the
+    measured batch; default: the results' ``batch_size``, else 1). Other keys are copied through.
+    Columns: ``name, params_M, gflops_per_clip, latency_ms_per_clip, latency_std_ms_per_clip,
+    threads, device`` (+ extras). Latency per clip is batch time / clips.
+    """
+    import pandas as pd
+
+    rows = []
+    for i, entry in enumerate(entries):
+        entry = dict(entry)
+        if "name" not in entry or "params" not in entry or "flops" not in entry:
+            raise ConfigError(f"cost_table: entry {i} needs keys 'name', 'params' and 'flops', "
+                              f"got {sorted(entry)}")
+        params = entry.pop("params")
+        if isinstance(params, nn.Module):
+            params = count_parameters(params)
+        flops = entry.pop("flops")
+        latency = entry.pop("latency", None)
+        clips = entry.pop("clips", None)
+        if clips is None:
+            clips = next((r["batch_size"] for r in (flops, latency) if isinstance(r, Mapping)), 1)
+        if clips < 1:
+            raise ConfigError(f"cost_table: entry {entry['name']!r} has clips={clips}, must be >= 1")
+        total_flops = flops["flops"] if isinstance(flops, Mapping) else flops
+        row = {"name": entry.pop("name"), "params_M": params / 1e6,
+               "gflops_per_clip": total_flops / clips / 1e9}
+        if isinstance(latency, Mapping):
+            row.update(latency_ms_per_clip=latency["mean_ms"] / clips,
+                       latency_std_ms_per_clip=latency["std_ms"] / clips,
+                       threads=latency["threads"], device=latency["device"])
+        else:
+            row.update(latency_ms_per_clip=(latency / clips) if latency is not None else float("nan"),
+                       latency_std_ms_per_clip=float("nan"), threads=None, device=None)
+        row.update(entry)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if "threads" in table:  # stays an integer column when some rows have no latency
+        table["threads"] = table["threads"].astype("Int64")
+    return table

@@ -1,0 +1,363 @@
+"""Video classifiers: a timm ViT per frame + the BERT temporal head, teacher and student.
+
+Teacher T = T_c(T_e(x)) (enhancer then classifier); the student is the classifier alone on raw frames
+(DL-KDD, PAPER.md "Architecture"). Models take clips ``(B, 3, T, H, W)`` in [0, 1] and normalise
+internally with the backbone's mean/std, so an enhancer can sit in front of the classifier.
+
+Discovery follows timm: ``list_models()`` and ``create_model(name, num_classes, **overrides)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from darknb.errors import CheckpointError, ConfigError
+
+# ----------------------------------------------------------------------------------------------
+# BERT temporal head (Kalfaoglu et al. 2020, "Late Temporal Modeling in 3D CNN Architectures with
+# BERT for Action Recognition"; the BERT5 module of their code, as used by DarkLight)
+# ----------------------------------------------------------------------------------------------
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        if dim % num_heads:
+            raise ConfigError(f"BERT head: dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        # x: (B, L, D); key_mask: (B, L) bool, True = this key may be attended to
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block: x + drop(attn(norm(x))); x + drop(ffn(norm(x)))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _SelfAttention(dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, key_mask):
+        x = x + self.drop(self.attn(self.norm1(x), key_mask))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class BERTTemporalHead(nn.Module):
+    """Temporal BERT over per-frame features ``(B, T, D)`` → logits ``(B, num_classes)``.
+
+    A learned CLS token is prepended, learned positional embeddings (std 0.02) are added, then
+    ``depth`` pre-norm blocks. During training every frame token is kept as an attention *key* with
+    probability ``mask_keep_prob`` (the CLS token always), as BERT5's Bernoulli key mask. The
+    classifier is Dropout(``head_dropout``) + Linear on the CLS output.
+    """
+
+    def __init__(self, dim: int, num_classes: int, *,
+                 num_frames: int, depth: int = 1, num_heads: int = 8, mlp_ratio: float = 4.0,
+                 dropout: float = 0.1, mask_keep_prob: float = 0.8, head_dropout: float = 0.8):
+        super().__init__()
+        if not 0.0 < mask_keep_prob <= 1.0:
+            raise ConfigError(f"BERT head: mask_keep_prob must be in (0, 1], got {mask_keep_prob}")
+        self.num_frames = num_frames
+        self.mask_keep_prob = mask_keep_prob
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_frames + 1, dim))
+        self.embed_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            _Block(dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
+        self.head_drop = nn.Dropout(head_dropout)
+        self.fc = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape  # per-frame features
+        if T > self.num_frames:
+            raise ConfigError(
+                f"BERT head: clip has {T} frames but the head was built for num_frames={self.num_frames}")
+        x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1) + self.pos_embed[:, : T + 1]
+        x = self.embed_drop(x)
+        key_mask = None
+        if self.training and self.mask_keep_prob < 1.0:
+            keep = torch.rand(B, T, device=x.device) < self.mask_keep_prob
+            key_mask = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), keep], 1)
+        for block in self.blocks:
+            x = block(x, key_mask)
+        return x[:, 0]  # CLS output (B, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head_drop(self.forward_features(x)))
+
+
+# ----------------------------------------------------------------------------------------------
+# ViT + BERT
+# ----------------------------------------------------------------------------------------------
+
+
+def _timm_backbone(name: str, *, img_size: int, pretrained: str | bool, **kwargs) -> nn.Module:
+    """A headless timm model. ``pretrained``: False/"" (scratch), True/"hub", or a local file."""
+    import timm
+
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size, **kwargs)
+    if pretrained is True or pretrained == "hub":
+        return timm.create_model(name, pretrained=True, num_classes=0, img_size=img_size, **kwargs)
+    path = Path(pretrained)
+    if not path.is_file():
+        raise CheckpointError(f"pretrained backbone file {str(path)!r} does not exist")
+    # timm loads the file through the model's own filter (resampling position embeddings to
+    # img_size, dropping the classifier), exactly as it does for hub weights.
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0, img_size=img_size,
+                                 pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+    except (RuntimeError, KeyError, ValueError, EOFError) as err:
+        raise CheckpointError(f"cannot load pretrained backbone {str(path)!r} into {name}: {err}") from err
+
+
+class ViTBERT(nn.Module):
+    """A timm ViT applied to every frame, then :class:`BERTTemporalHead` over time.
+
+    ``input_norm="backbone"`` normalises with the backbone's mean/std (what pretrained weights
+    expect). ``"clip"`` standardises every clip by its own mean/std instead: measured here, a ViT
+    trained from scratch on dark clips (mean ~0.07, std ~0.1 in [0, 1]) sees an almost constant
+    input after ImageNet-style normalisation, its per-frame features collapse (std across a batch
+    0.012 at init → 0.0006 after 40 steps) and it stays at chance; with per-clip standardisation it
+    learns. The CPU preset ``vit_bert_tiny`` therefore uses ``"clip"``; the paper preset keeps
+    ``"backbone"`` for pretrained weights.
+    """
+
+    def __init__(self, num_classes: int, *,
+                 # backbone
+                 backbone: str = "vit_base_patch16_224", img_size: int = 112,
+                 pretrained: str | bool = "", backbone_kwargs: dict | None = None,
+                 input_norm: str = "backbone",
+                 # temporal head
+                 num_frames: int = 64, bert_depth: int = 1, bert_heads: int = 8,
+                 dropout: float = 0.1, mask_keep_prob: float = 0.8, head_dropout: float = 0.8):
+        super().__init__()
+        if input_norm not in ("backbone", "clip"):
+            raise ConfigError(f"input_norm must be 'backbone' or 'clip', got {input_norm!r}")
+        self.input_norm = input_norm
+        self.backbone = _timm_backbone(backbone, img_size=img_size, pretrained=pretrained,
+                                       **(backbone_kwargs or {}))
+        self.img_size = img_size
+        cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
+        mean, std = cfg.get("mean", (0.5, 0.5, 0.5)), cfg.get("std", (0.5, 0.5, 0.5))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1), persistent=False)
+        self.head = BERTTemporalHead(
+            self.backbone.num_features, num_classes, num_frames=num_frames, depth=bert_depth,
+            num_heads=bert_heads, dropout=dropout, mask_keep_prob=mask_keep_prob,
+            head_dropout=head_dropout)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, T, H, W = x.shape  # clip batch in [0, 1]
+        if (H, W) != (self.img_size, self.img_size):
+            raise ConfigError(f"ViTBERT built for {self.img_size}x{self.img_size} frames, got {H}x{W}")
+        if self.input_norm == "clip":
+            # standardise each clip by its own statistics (see the class docstring)
+            mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+            sigma = x.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-3)
+            x = (x - mu) / sigma
+        else:
+            x = (x - self.mean) / self.std
+        feats = self.backbone(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, D) pooled
+        return rearrange(feats, "(b t) d -> b t d", b=B)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Teacher
+# ----------------------------------------------------------------------------------------------
+
+
+class Teacher(nn.Module):
+    """T(x) = T_c(T_e(x)): enhance the raw clip, then classify. The enhancer is frozen by default
+    (kept in eval mode and without gradients) since Zero-DCE is fitted separately, zero-reference."""
+
+    def __init__(self, enhancer: nn.Module, classifier: nn.Module, *, train_enhancer: bool = False):
+        super().__init__()
+        self.enhancer = enhancer
+        self.classifier = classifier
+        self.train_enhancer = train_enhancer
+        if not train_enhancer:
+            self.enhancer.requires_grad_(False)
+            self.enhancer.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.train_enhancer:
+            self.enhancer.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.train_enhancer:
+            return self.classifier(self.enhancer(x))
+        with torch.no_grad():
+            enhanced = self.enhancer(x)
+        return self.classifier(enhanced.clamp(0.0, 1.0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry (timm style)
+# ----------------------------------------------------------------------------------------------
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def create_model(name: str, num_classes: int, **overrides) -> nn.Module:
+    """Build a registered video classifier; ``overrides`` replace the preset's keyword arguments."""
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model {name!r}; registered models: {list_models()}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return _MODELS[name](num_classes, **overrides)
+
+
+@register_model
+def vit_bert(num_classes: int, **overrides) -> ViTBERT:
+    """The paper preset: ViT-B/16 at 112 px (7x7 patches), 64 frames, BERT 1 layer 8 heads."""
+    kw = dict(backbone="vit_base_patch16_224", img_size=112, num_frames=64)
+    return ViTBERT(num_classes, **{**kw, **overrides})
+
+
+@register_model
+def vit_bert_tiny(num_classes: int, **overrides) -> ViTBERT:
+    """A CPU-sized ViT (3 blocks, width 64, 8x8 patches at 32 px) + the same BERT head, trained from
+    scratch, hence per-clip input standardisation (see :class:`ViTBERT`)."""
+    kw = dict(backbone="vit_tiny_patch16_224", img_size=32, num_frames=8, input_norm="clip",
+              head_dropout=0.1,  # 0.8 (the paper's, on 512-768-d features) starves a 64-d one
+              backbone_kwargs=dict(patch_size=8, embed_dim=64, depth=3, num_heads=4))
+    kw.update(overrides)
+    return ViTBERT(num_classes, **kw)
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines for the comparison table (trained on the same data as the teacher and student)
+# ----------------------------------------------------------------------------------------------
+
+
+def _standardise_clip(x: torch.Tensor) -> torch.Tensor:
+    mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+    return (x - mu) / x.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-3)
+
+
+class R2Plus1DBERT(nn.Module):
+    """R(2+1)D-18 (torchvision, Tran et al. 2018) + the BERT head over its temporal feature map:
+    the raw-video R(2+1)D-BERT of Kalfaoglu et al. 2020 (DarkLight's single-stream setting).
+    The backbone downsamples time by 8, so a T-frame clip gives T/8 tokens (at least 1)."""
+
+    def __init__(self, num_classes: int, *, num_frames: int = 64, input_norm: str = "kinetics",
+                 pretrained: str | bool = "", bert_heads: int = 8, head_dropout: float = 0.8,
+                 **_ignored):
+        super().__init__()
+        from torchvision.models.video import r2plus1d_18
+
+        if pretrained:
+            raise ConfigError("r2plus1d_bert: pretrained weights are not wired in (IG65M/Kinetics "
+                              "checkpoints are downloads); train from scratch or load a state dict")
+        if input_norm not in ("kinetics", "clip"):
+            raise ConfigError(f"input_norm must be 'kinetics' or 'clip', got {input_norm!r}")
+        net = r2plus1d_18(weights=None)
+        self.backbone = nn.Sequential(net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
+        self.input_norm = input_norm
+        # torchvision's Kinetics-400 video statistics
+        self.register_buffer("mean", torch.tensor((0.43216, 0.394666, 0.37645)).view(1, 3, 1, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor((0.22803, 0.22145, 0.216989)).view(1, 3, 1, 1, 1),
+                             persistent=False)
+        self.head = BERTTemporalHead(512, num_classes, num_frames=max(1, num_frames // 8),
+                                     num_heads=bert_heads, head_dropout=head_dropout)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = _standardise_clip(x) if self.input_norm == "clip" else (x - self.mean) / self.std
+        fmap = self.backbone(x)  # (B, 512, T/8, H/16, W/16)
+        return rearrange(fmap.mean(dim=(3, 4)), "b d t -> b t d")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+class TwoStreamViTBERT(ViTBERT):
+    """DarkLight-style dual pathway (Chen et al. 2021): the raw clip and its gamma-corrected view
+    (GIC, gamma 1.8) go through ONE shared backbone; the BERT head attends over the 2T frame tokens
+    of both views (learned positions tell the views apart). Inference runs the backbone twice."""
+
+    def __init__(self, num_classes: int, *, gamma: float = 1.8, num_frames: int = 64, **kw):
+        super().__init__(num_classes, num_frames=2 * num_frames, **kw)
+        self.gamma = gamma
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        light = x.clamp(0.0, 1.0) ** (1.0 / self.gamma)
+        return torch.cat([super().forward_features(x), super().forward_features(light)], dim=1)
+
+
+@register_model
+def r2plus1d_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
+    """Raw-video R(2+1)D-18 + BERT at the paper's clip (64 frames, 112 px)."""
+    kw = dict(num_frames=64)
+    kw.update(overrides)
+    kw.pop("img_size", None)  # convolutional: any frame size
+    return R2Plus1DBERT(num_classes, **kw)
+
+
+@register_model
+def r2plus1d_bert_tiny(num_classes: int, **overrides) -> R2Plus1DBERT:
+    """The same network, scratch-trained on CPU clips: per-clip standardisation (see ViTBERT)."""
+    kw = dict(num_frames=8, input_norm="clip", head_dropout=0.1)
+    kw.update(overrides)
+    kw.pop("img_size", None)
+    return R2Plus1DBERT(num_classes, **kw)
+
+
+@register_model
+def two_stream_bert(num_classes: int, **overrides) -> TwoStreamViTBERT:
+    """DarkLight-style raw + gamma two-stream on the paper's ViT-B/16 + BERT."""
+    kw = dict(backbone="vit_base_patch16_224", img_size=112, num_frames=64)
+    return TwoStreamViTBERT(num_classes, **{**kw, **overrides})
+
+
+@register_model
+def two_stream_bert_tiny(num_classes: int, **overrides) -> TwoStreamViTBERT:
+    """The two-stream on vit_bert_tiny's backbone."""
+    kw = dict(backbone="vit_tiny_patch16_224", img_size=32, num_frames=8, input_norm="clip",
+              head_dropout=0.1, backbone_kwargs=dict(patch_size=8, embed_dim=64, depth=3, num_heads=4))
+    kw.update(overrides)
+    return TwoStreamViTBERT(num_classes, **kw)

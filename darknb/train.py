@@ -1,0 +1,476 @@
+"""Training and evaluation engine on accelerate: teacher, distilled student, and the no-KD control.
+
+The same code runs on a CPU, one GPU or several (``accelerate launch``), with AMP on GPU. Runs are
+deterministic on CPU and resumable: every source of randomness is a pure function of
+(seed, epoch[, index]) — dataset clips (``VideoListDataset.set_epoch``), the shuffle (accelerate's
+seedable sampler), dropout and BERT masks (re-seeded each epoch) — so an interrupted run resumed from
+its last checkpoint gives the same weights as an uninterrupted one. Checkpoints are written
+atomically (temp file + rename) at the end of every epoch and loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from darknb.config import RunConfig
+from darknb.distill import TeacherCache, kd_loss
+from darknb.errors import CheckpointError, ConfigError, TrainingError
+
+# Config fields that may differ between a checkpoint and the run resuming it.
+_RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error"}
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint with ``weights_only=True``; a bad file raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unpickling failure means a bad file
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated: {err}") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no 'model' state dict")
+    return state
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def build_datasets(cfg: RunConfig, *, train_sampling: bool = True):
+    """(train, test) datasets of ``cfg.dataset``; training clips are augmented and index-tagged."""
+    from darknb.data import build_dataset
+
+    common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
+                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.cache_dir or None)
+    if cfg.dataset in ("arid", "arid1.5"):
+        common["split"] = cfg.split
+    train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling, **common)
+    test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
+    return train, test
+
+
+def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``."""
+    from darknb.models import create_model
+
+    torch.manual_seed(cfg.seed)
+    return create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
+                        pretrained=cfg.pretrained)
+
+
+def enhancer_fit_frames(dataset, *, num_videos: int = 48, per_video: int = 2, seed: int = 0) -> torch.Tensor:
+    """Unlabelled native-resolution frames ``(N, 3, H, W)`` in [0, 1] from a training set."""
+    from darknb.video import probe, read_frames
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(dataset.samples))[:num_videos]
+    frames = []
+    for i in order:
+        path = Path(dataset.root) / dataset.samples[i][0]
+        n = probe(path).num_frames
+        idx = sorted(rng.choice(n, size=min(per_video, n), replace=False).tolist())
+        frames.append(read_frames(path, idx))
+    shapes = {f.shape[1:] for f in frames}
+    if len(shapes) > 1:  # mixed resolutions: crop all to the smallest common size
+        h = min(s[0] for s in shapes)
+        w = min(s[1] for s in shapes)
+        frames = [f[:, :h, :w] for f in frames]
+    array = np.concatenate(frames)  # (N, H, W, 3) uint8
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
+
+
+def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tuple[nn.Module, dict]:
+    """The teacher's enhancer: loaded from ``cfg.enhancer_checkpoint``, or (Zero-DCE without a
+    checkpoint) fitted zero-reference on the training frames and saved beside the run."""
+    from darknb.enhance import build_enhancer, fit_zero_reference, save_enhancer
+
+    info: dict[str, Any] = {"name": cfg.enhancer}
+    if cfg.enhancer not in ("zerodce", "zerodce++") or cfg.enhancer_checkpoint:
+        enhancer = build_enhancer(cfg.enhancer, checkpoint=cfg.enhancer_checkpoint or None)
+        info["source"] = cfg.enhancer_checkpoint or "analytic"
+        return enhancer, info
+    fitted = out_dir / f"{cfg.enhancer.replace('+', 'p')}_fitted.pth"
+    if fitted.exists() and cfg.resume:
+        info.update(source=str(fitted), fitted=True, reused=True)
+        return build_enhancer(cfg.enhancer, checkpoint=str(fitted)), info
+    enhancer = build_enhancer(cfg.enhancer)
+    frames = enhancer_fit_frames(train_dataset, seed=cfg.seed)
+    start = time.perf_counter()
+    history = fit_zero_reference(enhancer, frames, steps=cfg.enhancer_fit_steps, seed=cfg.seed)
+    with torch.no_grad():
+        after = enhancer(frames[:16]).clamp(0, 1).mean().item()
+    save_enhancer(enhancer, fitted)
+    info.update(source=str(fitted), fitted=True, steps=cfg.enhancer_fit_steps,
+                seconds=round(time.perf_counter() - start, 2), frames=int(frames.shape[0]),
+                mean_before=round(frames.mean().item(), 4), mean_after=round(after, 4),
+                final_loss=float(history["loss"][-1]) if history.get("loss") else None)
+    return enhancer, info
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, CLS tokens and positional embeddings (timm's rule)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token"))
+        (no_decay if skip else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def make_accelerator(cfg: RunConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "no"
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
+                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                                 data_seed=cfg.seed))
+
+
+def _loader(dataset, cfg: RunConfig, *, shuffle: bool, batch_size: int | None = None):
+    from darknb.data import collate_clips
+
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size or cfg.batch_size, shuffle=shuffle,
+        num_workers=cfg.num_workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
+        persistent_workers=False)  # fresh workers each epoch see the dataset's new epoch
+
+
+def _set_seed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, num_workers: int = 0,
+             accelerator=None, progress: bool = False) -> dict:
+    """Top-1/top-5 (%), per-class accuracy, confusion matrix and per-video predictions."""
+    from tqdm.auto import tqdm
+
+    from darknb.data import collate_clips
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers, collate_fn=collate_clips)
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    if accelerator is not None:
+        loader = accelerator.prepare_data_loader(loader)
+    was_training = model.training
+    model.eval()
+    logits, labels, indices = [], [], []
+    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        if batch is None:
+            continue
+        clips, target, index = batch
+        out = model(clips.to(device)).float()
+        if accelerator is not None:
+            out, target, index = accelerator.gather_for_metrics((out, target.to(device), index.to(device)))
+        logits.append(out.cpu())
+        labels.append(target.cpu())
+        indices.append(index.cpu())
+    model.train(was_training)
+    if not logits:
+        raise TrainingError("evaluate: every test video was skipped; nothing to evaluate")
+    return summarize_predictions(torch.cat(logits), torch.cat(labels), torch.cat(indices),
+                                 num_classes=len(dataset.classes))
+
+
+def summarize_predictions(logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, *,
+                          num_classes: int) -> dict:
+    k = min(5, num_classes)
+    topk = logits.topk(k, dim=1).indices
+    pred = topk[:, 0]
+    correct1 = (pred == labels)
+    correct5 = (topk == labels[:, None]).any(dim=1)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    per_class = [(confusion[c, c] / confusion[c].sum()).item() * 100 if confusion[c].sum() else None
+                 for c in range(num_classes)]
+    return {
+        "top1": correct1.float().mean().item() * 100,
+        "top5": correct5.float().mean().item() * 100,
+        "num_videos": int(labels.numel()),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "indices": indices.tolist(),
+        "labels": labels.tolist(),
+        "pred": pred.tolist(),
+        "logits": logits.tolist(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_resumable(state: dict, cfg: RunConfig, path: Path) -> None:
+    saved = state.get("config", {})
+    diffs = {k: (saved.get(k), v) for k, v in cfg.to_dict().items()
+             if k not in _RESUMABLE_CHANGES and k in saved and saved.get(k) != v}
+    if diffs:
+        pretty = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diffs.items())
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was written with a different configuration ({pretty}); "
+            "use another output_dir, delete the checkpoint, or set resume=False")
+
+
+def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
+        teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
+        progress: bool = True, extra_state: dict | None = None) -> dict:
+    """Train ``model`` for ``cfg.epochs`` epochs, then evaluate it on ``test_set``.
+
+    With ``teacher`` and ``cfg.beta > 0`` the loss is :func:`kd_loss` (teacher in eval mode, frozen);
+    otherwise plain cross-entropy (``alpha * CE``). The checkpoint ``<output_dir>/<name>.ckpt`` is
+    rewritten after every epoch; an existing one is resumed when ``cfg.resume``.
+    Returns ``{"name", "metrics", "history", "checkpoint", "seconds"}``.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(cfg.output_dir)
+    ckpt_path = out_dir / f"{name}.ckpt"
+    accelerator = make_accelerator(cfg)
+    _set_seed(cfg.seed)
+    use_teacher = teacher is not None and cfg.beta > 0
+
+    optimizer = make_optimizer(model, cfg)
+    start_epoch, history = 0, []
+    if ckpt_path.exists() and cfg.resume:
+        state = load_checkpoint(ckpt_path)
+        _check_resumable(state, cfg, ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+        if start_epoch > cfg.epochs:
+            raise CheckpointError(f"checkpoint {str(ckpt_path)!r} is at epoch {start_epoch}, past "
+                                  f"epochs={cfg.epochs}")
+
+    loader = _loader(train_set, cfg, shuffle=True)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if use_teacher:
+        teacher = teacher.to(accelerator.device).eval()
+        teacher.requires_grad_(False)
+
+    started = time.perf_counter()
+    teacher_seconds = 0.0  # time spent computing teacher logits (not served by the cache)
+    global_step = start_epoch * len(loader)
+    for epoch in range(start_epoch, cfg.epochs):
+        # Dropout / BERT key masks / sampler: a pure function of (seed, epoch) -> exact resume.
+        _set_seed(cfg.seed * 1000 + epoch)
+        train_set.set_epoch(epoch)
+        loader.set_epoch(epoch)
+        model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0}
+        seen = correct = 0
+        bar = tqdm(loader, desc=f"{name} {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for step, batch in enumerate(bar):
+            if batch is None:  # every clip of the batch was skipped (on_error="skip")
+                continue
+            clips, target, index = batch
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    logits = model(clips)
+                teacher_logits = None
+                if use_teacher:
+                    tick = time.perf_counter()
+                    teacher_logits, computed = _teacher_logits(teacher, clips, index, cfg, epoch,
+                                                               teacher_cache, accelerator)
+                    teacher_seconds += (time.perf_counter() - tick) if computed else 0.0
+                parts = kd_loss(logits.float(), teacher_logits, target, alpha=cfg.alpha,
+                                beta=cfg.beta if use_teacher else 0.0, temperature=cfg.temperature)
+                loss = parts["loss"]
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"{name}: non-finite loss {loss.item()} (ce={parts['ce'].item()}, "
+                        f"kd={parts['kd'].item()}) at epoch {epoch + 1}, step {step + 1} "
+                        f"(global step {global_step + 1}); last good checkpoint: {ckpt_path}")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            n = target.numel()
+            seen += n
+            correct += (logits.argmax(1) == target).sum().item()
+            for key in sums:
+                sums[key] += parts[key].item() * n
+            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}")
+        if seen == 0:
+            raise TrainingError(f"{name}: epoch {epoch + 1} saw no training clip (all skipped?)")
+        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
+                  "train_top1": 100.0 * correct / seen}
+        history.append(record)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_checkpoint(ckpt_path, {
+                "model": accelerator.unwrap_model(model).state_dict(),
+                "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
+                "config": cfg.to_dict(), "name": name, "classes": list(train_set.classes),
+                **(extra_state or {})})
+    seconds = time.perf_counter() - started
+    metrics = evaluate(model, test_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                       accelerator=accelerator, progress=progress)
+    return {"name": name, "metrics": metrics, "history": history, "checkpoint": str(ckpt_path),
+            "train_seconds": seconds, "teacher_seconds": teacher_seconds, "skipped": list(getattr(train_set, "skipped", []))
+            + list(getattr(test_set, "skipped", []))}
+
+
+def _teacher_logits(teacher, clips, index, cfg, epoch, cache, accelerator):
+    if cache is not None:
+        hit = cache.lookup(cfg.seed, epoch, index.tolist())
+        if hit is not None:
+            return hit.to(clips.device), False
+    with torch.no_grad(), accelerator.autocast():
+        logits = teacher(clips).float()
+    if cache is not None:
+        cache.add(cfg.seed, epoch, index.tolist(), logits)
+    return logits, True
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages: teacher, then student (with KD and the no-KD control)
+# ----------------------------------------------------------------------------------------------
+
+
+def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
+    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it."""
+    from darknb.models import Teacher
+
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_set, test_set = build_datasets(cfg)
+    enhancer, enhancer_info = build_teacher_enhancer(cfg, train_set, out_dir)
+    teacher = Teacher(enhancer, build_classifier(cfg, len(train_set.classes)))
+    result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name="teacher",
+                 progress=progress, extra_state={"enhancer": enhancer_info})
+    result["enhancer"] = enhancer_info
+    return result
+
+
+def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
+    """Rebuild the trained teacher from its checkpoint (enhancer weights included)."""
+    from darknb.enhance import build_enhancer
+    from darknb.models import Teacher
+
+    path = Path(path) if path else Path(cfg.output_dir) / "teacher.ckpt"
+    state = load_checkpoint(path)
+    saved = RunConfig.from_params(state.get("config", {}))
+    teacher = Teacher(build_enhancer(saved.enhancer), build_classifier(saved, num_classes))
+    try:
+        teacher.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"teacher checkpoint {str(path)!r} does not fit the model: {err}") from err
+    if state.get("epoch") != saved.epochs:
+        raise CheckpointError(f"teacher checkpoint {str(path)!r} is unfinished "
+                              f"(epoch {state.get('epoch')} of {saved.epochs}); train the teacher first")
+    for key in ("num_frames", "size"):
+        if getattr(saved, key) != getattr(cfg, key):
+            raise ConfigError(f"teacher was trained with {key}={getattr(saved, key)}, the student "
+                              f"asks for {key}={getattr(cfg, key)}")
+    return teacher.eval()
+
+
+def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
+                  teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
+                  progress: bool = True) -> dict:
+    """Train the student (raw frames only). ``kd=True``: alpha*CE + beta*T^2*KL against the frozen
+    teacher; ``kd=False``: the control the paper lacks, the same student with beta = 0."""
+    train_set, test_set = build_datasets(cfg)
+    num_classes = len(train_set.classes)
+    if kd and cfg.beta > 0 and teacher is None:
+        teacher = load_teacher(cfg, num_classes)
+    student = build_classifier(cfg, num_classes)
+    run_cfg = cfg if kd else cfg.replace(beta=0.0)
+    name = name or ("student" if kd else "student_no_kd")
+    return fit(student, train_set, test_set, run_cfg, name=name, teacher=teacher if kd else None,
+               teacher_cache=teacher_cache, progress=progress)
+
+
+def write_result(result: dict, path: str | Path, **extra) -> Path:
+    """Atomically write a stage's result (metrics, history, config, provenance) as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**result, **extra}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def ensure_dataset(cfg: RunConfig) -> Path:
+    """Make ``cfg``'s data usable: the synthetic set is generated when absent (an existing one is
+    used as it is, whatever its size); a real dataset must already be in place. With
+    ``cfg.cache_dir`` the frame cache is prepared when missing (resumable, see prepare_dataset)."""
+    root = Path(cfg.data_root)
+    if cfg.dataset == "synthetic" and not (root / "synthetic.json").is_file():
+        from darknb.data import make_synthetic_dark
+
+        make_synthetic_dark(root, seed=0)
+    if not root.is_dir():
+        raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
+                          "see the README section 'Real datasets'")
+    if cfg.cache_dir and not (Path(cfg.cache_dir) / "cache.json").is_file():
+        prepare_cache(cfg)
+    return root
+
+
+def prepare_cache(cfg: RunConfig, *, short_side: int | None = None) -> dict:
+    """Decode ``cfg``'s train and test videos once into ``cfg.cache_dir`` (uint8 frames)."""
+    from darknb.data import prepare_dataset
+
+    if not cfg.cache_dir:
+        raise ConfigError("prepare_cache: cache_dir is empty")
+    train, test = build_datasets(cfg.replace(cache_dir=""))
+    lists = [ds.list_file for ds in (train, test)]
+    # the synthetic frames are 72 px high: keep them native rather than upscale to DarkLight's 128
+    side = short_side or (72 if cfg.dataset == "synthetic" else 128)
+    return prepare_dataset(cfg.data_root, lists, cfg.cache_dir, short_side=side)

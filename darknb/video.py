@@ -1,0 +1,399 @@
+"""Frame-exact video reading, probing and writing.
+
+Every clip the paper trains on is "64 consecutive frames" (PAPER.md, DarkLight protocol), so the
+reader must return *exactly* the frames asked for. That is not a given:
+
+    Measured on this machine (decord 0.6.0): decord's random access (``VideoReader.get_batch`` /
+    ``vr[i]``, both seek) returns WRONG frames on MPEG-4 Part 2 video with B-frames -- asking an AVI
+    for frames 20..83 returned frames 4..67, single seeks were off by up to 22 frames -- and single
+    seeks into MPEG-4 Part 2 *in MP4* were off by 2. H.264 in MP4 was exact. ARID ships
+    MPEG-4 Part 2 ``.avi`` files, i.e. the risky family.
+
+So :func:`read_frames` picks a *path* per file from its codec/container (:func:`probe`):
+
+* ``decord-random``  -- decord ``get_batch`` on the sorted unique indices; only for H.264 in
+  MP4/MOV, where it was verified exact (tests/test_video.py re-verifies it on every run);
+* ``pyav-sequential`` -- PyAV decodes forward from frame 0 and counts frames in presentation order
+  (what ``decode`` yields), converting only the wanted frames to RGB. Exact by construction for any
+  codec; used for everything else (and whenever ``backend="pyav"``);
+* ``decord-sequential`` -- ``backend="decord"`` on a risky file: decord's ``get_batch`` on the
+  contiguous range ``0..max(indices)``, which decodes forward without seeking (measured exact on
+  the same AVIs where random access failed).
+
+Which path served the latest read is in :data:`last_backend`; :data:`read_stats` counts all reads
+per path, so reports can say which backend was used.
+
+Bad input (missing, empty, truncated, corrupt) raises :class:`~darknb.errors.VideoReadError`
+naming the file and the cause. An index at or past the *real* decodable frame count (containers
+over-report; :func:`probe` counts by decoding) raises ``VideoReadError`` naming the index and the
+count -- the dataset sampler uses the real count, so it never asks for one.
+"""
+
+from __future__ import annotations
+
+import collections
+import fractions
+import os
+import threading
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from darknb.errors import ConfigError, VideoReadError
+
+__all__ = [
+    "VideoInfo",
+    "available_backends",
+    "count_frames",
+    "last_backend",
+    "probe",
+    "read_frames",
+    "read_stats",
+    "write_video",
+]
+
+# (codec, container) pairs whose decord random access was verified frame-exact (see module doc).
+# PyAV names the MP4/MOV demuxer "mov,mp4,m4a,3gp,3g2,mj2".
+_DECORD_EXACT_CODECS = {"h264"}
+_DECORD_EXACT_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2"}
+
+last_backend: str | None = None
+"""The path ("decord-random", "decord-sequential", "pyav-sequential") that served the last read
+in this process."""
+
+read_stats: collections.Counter = collections.Counter()
+"""Number of :func:`read_frames` calls served by each path in this process."""
+
+_PROBE_CACHE: dict[tuple, "VideoInfo"] = {}
+_PROBE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns about one video.
+
+    ``num_frames`` is the number of frames that actually decode (counted by decoding, because AVI /
+    MP4 headers over-report on truncated files); ``container_frames`` is what the header claims.
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    codec: str
+    container: str
+    has_b_frames: bool
+    container_frames: int
+
+    @property
+    def decord_exact(self) -> bool:
+        """True when decord random access is known to be frame-exact for this codec/container."""
+        # decord 0.6.0 also fails outright ("size must exactly match") on frames narrower than 64
+        # pixels (measured: widths 16 and 48 fail, 32 and 64..330 work), so small videos skip it.
+        return (self.codec in _DECORD_EXACT_CODECS and self.container in _DECORD_EXACT_CONTAINERS
+                and self.width >= 64)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- backends
+
+def _import_av():
+    try:
+        import av  # heavy: imported lazily
+    except ImportError as exc:  # pragma: no cover - av is a hard dependency of the project
+        raise VideoReadError(f"PyAV is not installed ({exc}); install 'av'") from exc
+    return av
+
+
+def _import_decord():
+    try:
+        import decord  # heavy and optional: imported lazily
+    except ImportError:
+        return None
+    return decord
+
+
+def available_backends() -> list[str]:
+    """Names of the decoding backends importable here, preferred first (``"decord"``, ``"pyav"``)."""
+    names = []
+    if _import_decord() is not None:
+        names.append("decord")
+    try:
+        import av  # noqa: F401
+        names.append("pyav")
+    except ImportError:  # pragma: no cover
+        pass
+    return names
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise VideoReadError(f"video file not found: {path}")
+    if not path.is_file():
+        raise VideoReadError(f"video path is not a regular file: {path}")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"video file is empty (0 bytes): {path}")
+
+
+def _open_av(path: Path):
+    av = _import_av()
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # av.error.* are OSError/ValueError subclasses; keep the cause
+        raise VideoReadError(f"cannot open video {path}: {type(exc).__name__}: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(f"no video stream in {path}")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Return :class:`VideoInfo` for ``path``; ``num_frames`` is the real decodable count.
+
+    Counting decodes every frame (without RGB conversion: ~8 ms for 150 frames of 320x240), once per
+    file version: results are cached in-process keyed by (path, size, mtime).
+    """
+    path = Path(path)
+    _check_file(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _PROBE_LOCK:
+        if key in _PROBE_CACHE:
+            return _PROBE_CACHE[key]
+
+    av = _import_av()
+    container = _open_av(path)
+    try:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        types: list[int] = []  # picture type per decoded frame, presentation order (3 = B)
+        broken = False
+        try:
+            for frame in container.decode(stream):
+                types.append(int(frame.pict_type))
+        except av.error.FFmpegError as exc:
+            # A truncated/corrupt tail: frames decoded so far are real; a file with none is not a video.
+            if not types:
+                raise VideoReadError(
+                    f"cannot decode any frame of {path}: {type(exc).__name__}: {exc}") from exc
+            broken = True
+        if not types:
+            raise VideoReadError(f"no frame of {path} decodes (truncated or corrupt file)")
+        n = len(types)
+        claimed = int(stream.frames or 0)
+        if broken or n < claimed:
+            # Truncated file. Its tail cannot be trusted (measured on cut MPEG-4 AVIs): the last
+            # packet may be partial (a concealed, wrong-looking frame), and the B-frames stored
+            # after the last reference frame but shown before it are lost while that I/P frame
+            # still decodes -- so it lands at a wrong index (frame 39 served as index 38). Drop the
+            # last frame, then any B-frames before it, ending on a reference frame.
+            n -= 1
+            while n > 1 and types[n - 1] == 3:
+                n -= 1
+            warnings.warn(f"{path}: truncated or corrupt ({len(types)} of {claimed} frames decode);"
+                          f" using the first {n} frames, whose indices are certain",
+                          RuntimeWarning, stacklevel=2)
+        info = VideoInfo(
+            path=str(path), num_frames=n, fps=fps, width=int(ctx.width), height=int(ctx.height),
+            codec=str(ctx.name), container=str(container.format.name),
+            has_b_frames=bool(getattr(ctx, "has_b_frames", False)),
+            container_frames=claimed,
+        )
+    finally:
+        container.close()
+    if info.num_frames <= 0:
+        raise VideoReadError(f"video {path} has no frame that decodes at a certain index")
+    with _PROBE_LOCK:
+        _PROBE_CACHE[key] = info
+    return info
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """The real number of decodable frames of ``path`` (see :func:`probe`)."""
+    return probe(path).num_frames
+
+
+def _read_pyav_sequential(path: Path, order: Sequence[int], last: int) -> dict[int, np.ndarray]:
+    # Decode forward from frame 0, counting frames in presentation order: exact for every codec
+    # because no seek (and no timestamp -> index arithmetic) is involved. Only wanted frames are
+    # converted to RGB, which is most of the per-frame cost.
+    wanted = set(order)
+    out: dict[int, np.ndarray] = {}
+    container = _open_av(path)
+    try:
+        stream = container.streams.video[0]
+        # No decoder threads: measured fastest on 2 cores (52 ms vs 66 ms with AUTO for 100
+        # frames of 320x240 MPEG-4), and DataLoader workers already use the cores.
+        stream.thread_type = "NONE"
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    out[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+        except Exception as exc:
+            raise VideoReadError(
+                f"decoding {path} failed after {len(out)} wanted frames: "
+                f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        # Close explicitly: leaving containers to the GC keeps decoder threads and buffers alive.
+        container.close()
+    return out
+
+
+def _read_decord(path: Path, unique: list[int], sequential: bool) -> dict[int, np.ndarray]:
+    decord = _import_decord()
+    if decord is None:
+        raise VideoReadError(f"backend 'decord' requested for {path} but decord is not installed")
+    try:
+        # A fresh reader per call, deleted at once: long-lived decord VideoReaders grow RSS
+        # (known decord leak, see benchmarks/bench_video.py for the measured growth).
+        vr = decord.VideoReader(str(path), num_threads=1)
+        try:
+            if sequential:
+                # Contiguous 0..max decodes forward without seeking: exact where seeks are not.
+                batch = vr.get_batch(list(range(0, unique[-1] + 1))).asnumpy()
+                frames = {i: batch[i] for i in unique}
+            else:
+                batch = vr.get_batch(unique).asnumpy()
+                frames = {i: batch[k] for k, i in enumerate(unique)}
+        finally:
+            del vr
+    except VideoReadError:
+        raise
+    except Exception as exc:  # decord raises DECORDError (a RuntimeError) with C++ context
+        raise VideoReadError(f"decord failed on {path}: {type(exc).__name__}: {exc}") from exc
+    return frames
+
+
+def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | None = None
+                ) -> np.ndarray:
+    """Read exactly the frames ``indices`` of ``path`` as uint8 RGB ``(len(indices), H, W, 3)``.
+
+    Order is the order asked; duplicates are allowed. ``backend``: None (decord random access where
+    verified exact, else PyAV sequential), ``"pyav"`` (always sequential) or ``"decord"`` (random
+    access where exact, else decord sequential). Raises ``VideoReadError`` for an unreadable file
+    or an index outside ``[0, probe(path).num_frames)``.
+    """
+    global last_backend
+    if backend not in (None, "decord", "pyav"):
+        raise ConfigError(f"read_frames: backend must be None, 'decord' or 'pyav', got {backend!r}")
+    path = Path(path)
+    order = [int(i) for i in indices]
+    if not order:
+        raise ConfigError(f"read_frames: empty index list for {path}")
+    info = probe(path)
+    bad = [i for i in order if i < 0 or i >= info.num_frames]
+    if bad:
+        raise VideoReadError(
+            f"frame index {bad[0]} out of range for {path}: it has {info.num_frames} decodable "
+            f"frames (container claims {info.container_frames})")
+    unique = sorted(set(order))
+
+    if backend == "pyav" or (backend is None and (not info.decord_exact or _import_decord() is None)):
+        used = "pyav-sequential"
+        frames = _read_pyav_sequential(path, unique, unique[-1])
+    else:
+        sequential = not info.decord_exact
+        used = "decord-sequential" if sequential else "decord-random"
+        try:
+            frames = _read_decord(path, unique, sequential)
+        except VideoReadError:
+            if backend == "decord":
+                raise
+            # Automatic choice: a decord failure on a file PyAV probed fine is decord's problem;
+            # PyAV either reads it exactly or raises its own error naming the file.
+            read_stats["decord-failed"] += 1
+            used = "pyav-sequential"
+            frames = _read_pyav_sequential(path, unique, unique[-1])
+
+    missing = [i for i in unique if i not in frames]
+    if missing:
+        raise VideoReadError(
+            f"{used} returned no frame {missing[0]} of {path} (probe counted {info.num_frames})")
+    last_backend = used
+    read_stats[used] += 1
+    return np.stack([frames[i] for i in order])
+
+
+# --------------------------------------------------------------------------- writing
+
+def _default_codec(suffix: str, av) -> str:
+    if suffix == ".avi":
+        return "mpeg4"  # MPEG-4 Part 2, the family ARID ships
+    if suffix in (".mp4", ".mov", ".mkv"):
+        return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    raise ConfigError(f"write_video: unsupported extension {suffix!r} (use .mp4, .avi, .mov, .mkv)")
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 30,
+                codec: str | None = None, gop: int | None = None, bframes: int | None = None,
+                crf: int | None = None) -> Path:
+    """Encode uint8 RGB ``frames`` ``(T, H, W, 3)`` into ``path``.
+
+    ``.mp4`` -> H.264 (libx264; mpeg4 when the wheel lacks it), ``.avi`` -> MPEG-4 Part 2 (as ARID).
+    ``bframes`` sets ``max_b_frames`` (B-frames are what breaks decord's seeks); ``gop`` the keyframe
+    interval; ``crf`` the libx264 quality (default: encoder default; 0 = lossless-ish). Even sizes
+    only (yuv420p). Written atomically (temp file + rename).
+    """
+    av = _import_av()
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ConfigError(f"write_video: frames must be uint8 (T, H, W, 3) with T > 0, got "
+                          f"{frames.dtype} {frames.shape} for {path}")
+    T, H, W, _ = frames.shape
+    if H % 2 or W % 2:
+        raise ConfigError(f"write_video: height and width must be even for yuv420p, got {H}x{W}")
+    codec = codec or _default_codec(path.suffix.lower(), av)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    container = av.open(str(tmp), "w")
+    try:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        # One encoder thread: with frame threads x264's output bytes varied between runs
+        # (measured), and the synthetic set's manifest promises byte-identical files.
+        stream.codec_context.thread_count = 1
+        if gop is not None:
+            stream.codec_context.gop_size = int(gop)
+        if bframes is not None:
+            stream.codec_context.max_b_frames = int(bframes)
+        if codec == "libx264":
+            # Deterministic, thread-count-independent output (sliced threads would vary).
+            # mbtree=0: with macroblock-tree rate control on, x264's bytes differed between
+            # identical runs even single-threaded (measured: 3 of 24 small clips); without, identical.
+            opts = {"threads": "1", "preset": "veryfast", "x264-params": "threads=1:mbtree=0"}
+            if crf is not None:
+                opts["crf"] = str(int(crf))
+            if bframes is not None:
+                opts["bframes"] = str(int(bframes))
+            stream.codec_context.options = opts
+        elif codec == "mpeg4":
+            stream.codec_context.options = {"threads": "1"}
+            # q-scale keeps MPEG-4 Part 2 quality reasonable at small sizes (default bitrate is low).
+            # (= ffmpeg -q:v 3: fixed quantiser, FF_QP2LAMBDA = 118).
+            stream.codec_context.qscale = True
+            stream.codec_context.global_quality = 3 * 118
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts = i  # explicit timestamps (time base 1/fps): constant frame rate, reproducible
+            vf.time_base = fractions.Fraction(1, int(fps))
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    except Exception:
+        container.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    container.close()
+    os.replace(tmp, path)
+    return path

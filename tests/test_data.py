@@ -1,0 +1,221 @@
+"""darknb.data: the synthetic dark set and VideoListDataset (sampling, transforms, errors)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from darknb import video
+from darknb.data import (SyntheticDark, VideoListDataset, collate_clips, make_synthetic_dark,
+                         read_list)
+from darknb.errors import ConfigError, DatasetError, VideoReadError
+
+try:
+    from videohelpers import clip_levels, make_level_video
+except ImportError:  # tests/ imported as a package
+    from tests.videohelpers import clip_levels, make_level_video
+
+SMALL = dict(num_classes=3, videos_per_class=8, num_frames=16, size=(64, 48), seed=3)
+
+
+# ============================================================================ synthetic set
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return make_synthetic_dark(tmp_path_factory.mktemp("synth"), **SMALL)
+
+
+def test_synthetic_layout_and_lists(synth):
+    manifest = json.loads((synth / "synthetic.json").read_text())
+    classes = manifest["classes"]
+    assert classes == ["MoveLeft", "MoveRight", "RotateCW"]
+    assert (synth / "list_cvt" / "mapping_table.txt").read_text() == "0\tMoveLeft\n1\tMoveRight\n2\tRotateCW\n"
+    train = read_list(synth / "list_cvt" / "synthetic_split1_train.txt")
+    test = read_list(synth / "list_cvt" / "synthetic_split1_test.txt")
+    assert len(train) + len(test) == 3 * 8 and test
+    for rel, label in train + test:
+        cls, name = rel.split("/")
+        c, group, clip = name[: -len(".mp4")].split("_")
+        assert c == cls == classes[label] and group.isdigit() and clip.isdigit()
+        assert (synth / rel).is_file()
+    # Group-disjoint like ARID: no <Class>_<group> (nor group) in both train and test.
+    groups = lambda items: {rel.split("/")[1].split("_")[1] for rel, _ in items}  # noqa: E731
+    assert groups(train).isdisjoint(groups(test))
+    # ARID's exact line form: idx<TAB>class<TAB>path, idx counting from 0.
+    first = (synth / "list_cvt" / "synthetic_split1_train.txt").read_text().splitlines()[0]
+    assert first.split("\t")[0] == "0" and len(first.split("\t")) == 3
+    # Manifest hashes match the files.
+    import hashlib
+    for rel, digest in manifest["files"].items():
+        assert hashlib.sha256((synth / rel).read_bytes()).hexdigest() == digest
+
+
+def test_synthetic_is_dark_and_decodable(synth):
+    decord = pytest.importorskip("decord")
+    rels = [rel for rel, _ in read_list(synth / "list_cvt" / "synthetic_split1_train.txt")]
+    means = []
+    for rel in rels[::4]:
+        frames = video.read_frames(synth / rel, range(16), backend="pyav")
+        vr = decord.VideoReader(str(synth / rel))
+        assert len(vr) == 16
+        via_decord = vr.get_batch(list(range(16))).asnumpy()
+        del vr
+        assert np.array_equal(frames, via_decord)  # H.264: both decoders agree bit for bit
+        means.append(frames.mean())
+    assert max(means) < 80 and 5 < np.mean(means) < 40, means
+    # Motion is there: frames of a clip differ by more than noise alone would explain.
+    f = video.read_frames(synth / rels[0], [0, 15]).astype(float)
+    assert np.abs(f[0] - f[1]).mean() > 1.0
+
+
+def test_synthetic_deterministic_and_noop(synth, tmp_path):
+    other = make_synthetic_dark(tmp_path / "again", **SMALL)
+    a = json.loads((synth / "synthetic.json").read_text())["files"]
+    b = json.loads((other / "synthetic.json").read_text())["files"]
+    assert a == b  # same seed -> byte-identical videos and lists
+    victim = other / next(r for r in b if r.endswith(".mp4"))
+    mtime = victim.stat().st_mtime_ns
+    make_synthetic_dark(other, **SMALL)
+    assert victim.stat().st_mtime_ns == mtime  # complete set: no-op
+    victim.unlink()
+    make_synthetic_dark(other, **SMALL)  # incomplete: regenerated identically
+    assert json.loads((other / "synthetic.json").read_text())["files"] == a
+    c = make_synthetic_dark(tmp_path / "seed4", **dict(SMALL, seed=4))
+    assert json.loads((c / "synthetic.json").read_text())["files"] != a
+
+
+def test_synthetic_validates(tmp_path):
+    for bad in (dict(num_classes=1), dict(num_classes=99), dict(size=(47, 32)),
+                dict(test_fraction=1.0), dict(ext=".gif"), dict(videos_per_class=1)):
+        with pytest.raises(ConfigError):
+            make_synthetic_dark(tmp_path, **bad)
+
+
+def test_synthetic_dataset(synth):
+    ds = SyntheticDark(synth, "train", num_frames=8, size=24)
+    assert ds.train and len(ds) == len(ds.targets) and ds.classes[0] == "MoveLeft"
+    clip, label = ds[0]
+    assert clip.shape == (3, 8, 24, 24) and clip.dtype == torch.float32
+    assert 0.0 <= clip.min() and clip.max() <= 1.0 and label == ds.targets[0]
+    te = SyntheticDark(synth, "test", num_frames=8, size=24)
+    assert not te.train and set(te.samples).isdisjoint(ds.samples)
+
+
+# ============================================================================ VideoListDataset
+
+@pytest.fixture(scope="module")
+def levels(tmp_path_factory):
+    """Tiny tree of 'level' videos: frame i has grey level 6*i, so clips reveal their indices."""
+    root = tmp_path_factory.mktemp("levels")
+    make_level_video(root / "A" / "A_1_1.mp4", 30)
+    make_level_video(root / "A" / "A_1_2.avi", 30, bframes=2, gop=6)  # risky codec path
+    make_level_video(root / "B" / "B_2_1.mp4", 5)  # shorter than a clip: wraps around
+    (root / "list.txt").write_text("0\t0\tA/A_1_1.mp4\n1\t0\tA/A_1_2.avi\n2\t1\tB/B_2_1.mp4\n")
+    return root
+
+
+def test_consecutive_centred_in_test(levels):
+    ds = VideoListDataset(levels, "list.txt", num_frames=8, size=16)
+    assert ds.classes == ["A", "B"]  # from the paths (no mapping_table.txt here)
+    assert clip_levels(ds[0][0]) == list(range(11, 19))  # (30 - 8) // 2 = 11
+    assert clip_levels(ds[1][0]) == list(range(11, 19))  # same through the AVI (B-frames)
+    assert clip_levels(ds[2][0]) == [0, 1, 2, 3, 4, 0, 1, 2]  # wrap-around (loop)
+
+
+def test_consecutive_random_in_train_is_a_function_of_seed_epoch_index(levels):
+    kw = dict(num_frames=8, size=16, train=True, seed=5)
+    ds, ds2 = VideoListDataset(levels, "list.txt", **kw), VideoListDataset(levels, "list.txt", **kw)
+    starts = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        ds2.set_epoch(epoch)
+        a, b = ds[0][0], ds2[0][0]
+        assert torch.equal(a, b)
+        idx = clip_levels(a)
+        assert idx == list(range(idx[0], idx[0] + 8)) and 0 <= idx[0] <= 22
+        starts.add(idx[0])
+    assert len(starts) > 2  # offsets (and crops) really change with the epoch
+    other_seed = VideoListDataset(levels, "list.txt", **dict(kw, seed=6))
+    assert any(not torch.equal(other_seed[i][0], ds[i][0]) for i in range(3))  # seed matters
+
+
+def test_uniform_sampling(levels):
+    ds = VideoListDataset(levels, "list.txt", num_frames=5, size=16, sampling="uniform")
+    assert clip_levels(ds[0][0]) == [2, 8, 14, 20, 26]  # centres of 5 segments of 6 frames
+    tr = VideoListDataset(levels, "list.txt", num_frames=5, size=16, sampling="uniform", train=True)
+    for epoch in range(3):
+        tr.set_epoch(epoch)
+        got = clip_levels(tr[0][0])
+        assert all(6 * k <= i < 6 * (k + 1) for k, i in enumerate(got))
+
+
+def test_train_augmentation_and_normalize(synth):
+    kw = dict(num_frames=4, size=24, return_index=True)
+    plain = SyntheticDark(synth, "train", train=True, multiscale=False, flip=False, **kw)
+    aug = SyntheticDark(synth, "train", train=True, **kw)
+    clip, label, index = aug[3]
+    assert index == 3 and clip.shape == (3, 4, 24, 24)
+    assert not torch.equal(plain[3][0], clip)
+    norm = SyntheticDark(synth, "test", normalize=True, num_frames=4, size=24)
+    raw = SyntheticDark(synth, "test", num_frames=4, size=24)
+    m, s = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    expect = (raw[0][0] - m.view(3, 1, 1, 1)) / s.view(3, 1, 1, 1)
+    assert torch.allclose(norm[0][0], expect, atol=1e-6)
+
+
+def test_parameter_validation(levels):
+    for bad in (dict(num_frames=0), dict(size=4), dict(sampling="random"), dict(on_error="ignore"),
+                dict(backend="cv2"), dict(seed=-1), dict(flip=True), dict(size=32, resize_short=20),
+                dict(mean=(0.5, 0.5, 0.5))):
+        with pytest.raises(ConfigError):
+            VideoListDataset(levels, "list.txt", **bad)
+
+
+def test_bad_videos_raise_or_skip(levels, tmp_path):
+    root = tmp_path / "bad"
+    (root / "A").mkdir(parents=True)
+    make_level_video(root / "A" / "A_1_1.mp4", 12)
+    (root / "A" / "A_1_2.mp4").write_bytes(b"\x00not a video" * 100)
+    (root / "list.txt").write_text("0\t0\tA/A_1_1.mp4\n1\t0\tA/A_1_2.mp4\n2\t0\tA/A_9_9.mp4\n")
+    with pytest.raises(DatasetError, match=r"1 of 3 videos.*missing.*A/A_9_9.mp4"):
+        VideoListDataset(root, "list.txt", num_frames=4, size=16)
+    ds = VideoListDataset(root, "list.txt", num_frames=4, size=16, on_error="skip")
+    assert len(ds) == 2 and ds.skipped == [("A/A_9_9.mp4", "missing file")]
+    assert ds[0] is not None and ds[1] is None
+    assert len(ds.skipped) == 2 and ds.skipped[1][0] == "A/A_1_2.mp4"
+    batch = collate_clips([ds[0], ds[1]])
+    assert batch[0].shape == (1, 3, 4, 16, 16)
+    assert collate_clips([None, None]) is None
+    # check(): probe everything up front (in the parent), drop bad ones before workers start.
+    ds2 = VideoListDataset(root, "list.txt", num_frames=4, size=16, on_error="skip")
+    dropped = ds2.check()
+    assert [r for r, _ in dropped] == ["A/A_1_2.mp4"] and len(ds2) == 1
+    strict = VideoListDataset(root, "list.txt", num_frames=4, size=16, on_error="skip")
+    strict.on_error = "raise"  # (the missing file is gone from .samples; the corrupt one stays)
+    with pytest.raises(VideoReadError, match="A_1_2.mp4"):
+        strict[1]
+
+
+def test_path_escape_refused(levels, tmp_path):
+    root = tmp_path / "esc"
+    (root / "A").mkdir(parents=True)
+    make_level_video(tmp_path / "outside.mp4", 4)
+    os.symlink(tmp_path / "outside.mp4", root / "A" / "link.mp4")
+    for line, why in (("0\t0\t../outside.mp4", r"'\.\.'"), ("0\t0\t/etc/passwd", "absolute"),
+                      ("0\t0\tA/link.mp4", "outside the dataset root")):
+        (root / "l.txt").write_text("0\t0\tA/ok.mp4\n" + line + "\n")
+        with pytest.raises(DatasetError, match=rf"l\.txt:2: .*{why}"):
+            VideoListDataset(root, root / "l.txt", on_error="skip")
+
+
+def test_dataloader_workers_match_main_process(synth):
+    ds = SyntheticDark(synth, "train", num_frames=4, size=16, train=True, return_index=True)
+    ds.set_epoch(2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_clips)
+    clips, labels, index = next(iter(loader))
+    for k in range(4):
+        assert torch.equal(clips[k], ds[int(index[k])][0])
