@@ -49,6 +49,12 @@ def main(argv=None) -> int:
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (72 for synthetic)")
 
+    train = sub.add_parser("train", help="train one stage outside the notebooks (works under "
+                                         "`accelerate launch -m darknb train ...` for several GPUs)")
+    train.add_argument("stage", choices=["teacher", "student", "student_no_kd"])
+    train.add_argument("--preset", default="demo", help="demo | paper | none")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a RunConfig field")
+
     sub.add_parser("models", help="list registered models")
 
     args = parser.parse_args(argv)
@@ -75,6 +81,30 @@ def main(argv=None) -> int:
             print(f"[darknb] cache in {args.cache_dir}: {report['written']} written, "
                   f"{report['reused']} reused, {len(report['failed'])} failed "
                   f"({report['seconds']:.1f} s)")
+        elif args.command == "train":
+            from pathlib import Path
+
+            from darknb.config import PRESETS, RunConfig
+            from darknb.reports import stage_summary, write_json
+            from darknb.train import build_datasets, ensure_dataset, train_student, train_teacher
+
+            base = {} if args.preset == "none" else PRESETS[args.preset]
+            cfg = RunConfig.from_params({**base, **_parse_sets(args.set)})
+            unknown = set(_parse_sets(args.set)) - set(cfg.to_dict())
+            if unknown:
+                raise DarknbError(f"unknown RunConfig field(s) {sorted(unknown)}")
+            ensure_dataset(cfg)
+            if args.stage == "teacher":
+                result = train_teacher(cfg)
+            else:
+                result = train_student(cfg, kd=args.stage == "student")
+            datasets = build_datasets(cfg)
+            summary = stage_summary(result, cfg=cfg if args.stage != "student_no_kd"
+                                    else cfg.replace(beta=0.0), datasets=datasets)
+            write_json(summary, Path(cfg.output_dir) / f"{args.stage}.json")
+            write_json(result["metrics"], Path(cfg.output_dir) / f"{args.stage}_predictions.json")
+            print(f"[darknb] {args.stage}: top-1 {summary['top1']:.2f} %, top-5 {summary['top5']:.2f} % "
+                  f"(measured, {cfg.dataset})")
         elif args.command == "models":
             from darknb.models import list_models
 

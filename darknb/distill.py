@@ -53,9 +53,11 @@ class TeacherCache:
     cache is a plain dict in memory, optionally persisted to one file (atomic write).
     """
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, *, signature: str = ""):
         self.path = Path(path) if path else None
+        self.signature = signature  # what the clips and the teacher were; a mismatch empties it
         self.store: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.fill_seconds: dict[int, float] = {}  # per seed: teacher time spent filling the cache
         self.hits = 0
         self.misses = 0
         if self.path and self.path.exists():
@@ -85,7 +87,8 @@ class TeacherCache:
         values = torch.stack(list(self.store.values())) if self.store else torch.empty(0)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
         os.close(fd)
-        torch.save({"keys": keys, "logits": values}, tmp)
+        torch.save({"keys": keys, "logits": values, "signature": self.signature,
+                    "fill_seconds": {int(k): float(v) for k, v in self.fill_seconds.items()}}, tmp)
         os.replace(tmp, self.path)
 
     def load(self) -> None:
@@ -94,4 +97,7 @@ class TeacherCache:
             keys, values = blob["keys"], blob["logits"]
         except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
             raise CheckpointError(f"teacher cache {str(self.path)!r} is unreadable: {err}") from err
+        if blob.get("signature", "") != self.signature:
+            return  # written for other clips or another teacher: start empty, overwrite on save
         self.store = {tuple(int(v) for v in k): row for k, row in zip(keys.tolist(), values)}
+        self.fill_seconds = {int(k): float(v) for k, v in blob.get("fill_seconds", {}).items()}

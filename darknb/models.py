@@ -133,6 +133,12 @@ def _timm_backbone(name: str, *, img_size: int, pretrained: str | bool, **kwargs
         raise CheckpointError(f"cannot load pretrained backbone {str(path)!r} into {name}: {err}") from err
 
 
+def _standardise_clip(x: torch.Tensor) -> torch.Tensor:
+    """Standardise each clip ``(B, C, T, H, W)`` by its own mean and std (see :class:`ViTBERT`)."""
+    mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+    return (x - mu) / x.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-3)
+
+
 class ViTBERT(nn.Module):
     """A timm ViT applied to every frame, then :class:`BERTTemporalHead` over time.
 
@@ -173,13 +179,7 @@ class ViTBERT(nn.Module):
         B, C, T, H, W = x.shape  # clip batch in [0, 1]
         if (H, W) != (self.img_size, self.img_size):
             raise ConfigError(f"ViTBERT built for {self.img_size}x{self.img_size} frames, got {H}x{W}")
-        if self.input_norm == "clip":
-            # standardise each clip by its own statistics (see the class docstring)
-            mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
-            sigma = x.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-3)
-            x = (x - mu) / sigma
-        else:
-            x = (x - self.mean) / self.std
+        x = _standardise_clip(x) if self.input_norm == "clip" else (x - self.mean) / self.std
         feats = self.backbone(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, D) pooled
         return rearrange(feats, "(b t) d -> b t d", b=B)
 
@@ -272,11 +272,6 @@ def num_parameters(model: nn.Module) -> int:
 # ----------------------------------------------------------------------------------------------
 # Baselines for the comparison table (trained on the same data as the teacher and student)
 # ----------------------------------------------------------------------------------------------
-
-
-def _standardise_clip(x: torch.Tensor) -> torch.Tensor:
-    mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
-    return (x - mu) / x.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-3)
 
 
 class R2Plus1DBERT(nn.Module):

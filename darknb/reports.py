@@ -97,8 +97,13 @@ def read_json(path: str | Path) -> Any:
 
 def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
     """What summary.json keeps of one stage: top-1/top-5, config, provenance (no per-video arrays)."""
+    from darknb import video
+
     metrics = result["metrics"]
     return {
+        # which decoding path served this process's reads ("cache" reads never decode); DataLoader
+        # workers keep their own counters, so with num_workers > 0 this undercounts
+        "video_reads": dict(video.read_stats), "cache_dir": getattr(cfg, "cache_dir", "") or None,
         "top1": metrics["top1"], "top5": metrics["top5"], "num_videos": metrics["num_videos"],
         "per_class": metrics["per_class"], "train_seconds": result.get("train_seconds"),
         "history": result.get("history"), "checkpoint": result.get("checkpoint"),

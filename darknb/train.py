@@ -26,7 +26,8 @@ from darknb.distill import TeacherCache, kd_loss
 from darknb.errors import CheckpointError, ConfigError, TrainingError
 
 # Config fields that may differ between a checkpoint and the run resuming it.
-_RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error"}
+_RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error",
+                      "save_every"}
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
@@ -78,6 +79,11 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True):
         common["split"] = cfg.split
     train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling, **common)
     test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
+    if cfg.on_error == "skip":
+        # probe every video here, in the parent process: a skip recorded inside a DataLoader
+        # worker would never reach the run's report
+        train.check()
+        test.check()
     return train, test
 
 
@@ -322,7 +328,11 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                     tick = time.perf_counter()
                     teacher_logits, computed = _teacher_logits(teacher, clips, index, cfg, epoch,
                                                                teacher_cache, accelerator)
-                    teacher_seconds += (time.perf_counter() - tick) if computed else 0.0
+                    if computed:
+                        teacher_seconds += time.perf_counter() - tick
+                        if teacher_cache is not None:
+                            fill = teacher_cache.fill_seconds
+                            fill[cfg.seed] = fill.get(cfg.seed, 0.0) + time.perf_counter() - tick
                 parts = kd_loss(logits.float(), teacher_logits, target, alpha=cfg.alpha,
                                 beta=cfg.beta if use_teacher else 0.0, temperature=cfg.temperature)
                 loss = parts["loss"]
@@ -349,7 +359,8 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                   "train_top1": 100.0 * correct / seen}
         history.append(record)
         accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
+        due = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
+        if due and accelerator.is_main_process:
             save_checkpoint(ckpt_path, {
                 "model": accelerator.unwrap_model(model).state_dict(),
                 "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
@@ -416,6 +427,19 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
             raise ConfigError(f"teacher was trained with {key}={getattr(saved, key)}, the student "
                               f"asks for {key}={getattr(cfg, key)}")
     return teacher.eval()
+
+
+def teacher_cache_for(cfg: RunConfig) -> TeacherCache:
+    """The run's shared cache of teacher logits (``<output_dir>/teacher_cache.pt``), valid for the
+    clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was filled with."""
+    import hashlib
+
+    ckpt = Path(cfg.output_dir) / "teacher.ckpt"
+    fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
+                                           "sampling", "cache_dir")}
+    fields["teacher"] = (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) if ckpt.exists() else None
+    signature = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
+    return TeacherCache(Path(cfg.output_dir) / "teacher_cache.pt", signature=signature)
 
 
 def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,

@@ -13,9 +13,20 @@ So :func:`read_frames` picks a *path* per file from its codec/container (:func:`
 
 * ``decord-random``  -- decord ``get_batch`` on the sorted unique indices; only for H.264 in
   MP4/MOV, where it was verified exact (tests/test_video.py re-verifies it on every run);
+* ``pyav-seek`` -- PyAV seeks to the last keyframe at or before the first wanted frame and decodes
+  forward, naming each decoded frame by its timestamp and *checking its pixels*: :func:`probe`'s
+  one full decode also records, per frame in presentation order, its pts and a 64-bit checksum
+  of its decoded planes (the per-file :class:`_SeekIndex`, bounded LRU). A decoded frame is
+  returned only when its pts names index ``i`` AND its checksum equals frame ``i``'s from the
+  decode from frame 0 -- so a seek that lands wrong, a guessed AVI pts that shifts after a seek, or
+  a B-frame decoded from a missing reference can cost time but never return a wrong frame: any
+  unknown pts, checksum mismatch or missing frame retries one keyframe further back, then falls
+  back to ``pyav-sequential`` (and that file stays sequential). Used for everything not
+  ``decord-random`` when the wanted frames start after the first keyframe;
 * ``pyav-sequential`` -- PyAV decodes forward from frame 0 and counts frames in presentation order
   (what ``decode`` yields), converting only the wanted frames to RGB. Exact by construction for any
-  codec; used for everything else (and whenever ``backend="pyav"``);
+  codec; used when seeking cannot help (clip in the first GOP), when a file's timestamps are
+  unusable, as the fallback of ``pyav-seek``, and whenever ``backend="pyav"``;
 * ``decord-sequential`` -- ``backend="decord"`` on a risky file: decord's ``get_batch`` on the
   contiguous range ``0..max(indices)``, which decodes forward without seeking (measured exact on
   the same AVIs where random access failed).
@@ -36,6 +47,7 @@ import fractions
 import os
 import threading
 import warnings
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -61,14 +73,21 @@ _DECORD_EXACT_CODECS = {"h264"}
 _DECORD_EXACT_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2"}
 
 last_backend: str | None = None
-"""The path ("decord-random", "decord-sequential", "pyav-sequential") that served the last read
-in this process."""
+"""The path ("decord-random", "decord-sequential", "pyav-seek", "pyav-sequential") that served the
+last read in this process."""
 
 read_stats: collections.Counter = collections.Counter()
-"""Number of :func:`read_frames` calls served by each path in this process."""
+"""Number of :func:`read_frames` calls served by each path in this process (plus
+``"decord-failed"`` / ``"pyav-seek-failed"``: reads whose first path failed and fell back)."""
 
 _PROBE_CACHE: dict[tuple, "VideoInfo"] = {}
 _PROBE_LOCK = threading.Lock()
+
+# Per-file seek indices (see _SeekIndex), keyed like _PROBE_CACHE, least recently used evicted.
+# ~16 bytes per frame: 4096 files of 150 frames is ~10 MB. An evicted index is rebuilt by one full
+# decode on the next read that needs it.
+_INDEX_MAX = 4096
+_INDEX_CACHE: "collections.OrderedDict[tuple, _SeekIndex]" = collections.OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -153,31 +172,82 @@ def _open_av(path: Path):
     return container
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Return :class:`VideoInfo` for ``path``; ``num_frames`` is the real decodable count.
+@dataclass
+class _SeekIndex:
+    """What one full decode of a file tells the ``pyav-seek`` path (built by :func:`_scan`).
 
-    Counting decodes every frame (without RGB conversion: ~8 ms for 150 frames of 320x240), once per
-    file version: results are cached in-process keyed by (path, size, mtime).
+    ``pts[i]`` / ``sums[i]``: timestamp and plane checksum of frame ``i`` in presentation order
+    (the order :func:`_read_pyav_sequential` counts). ``key_idx`` / ``key_pts``: presentation index
+    and pts of the container's keyframe packets (the seek points), ascending. ``seekable`` is False
+    when the timestamps cannot name frames (missing, repeated or not increasing) or, sticky, after
+    a seek read of this file failed verification; ``why`` says which.
     """
-    path = Path(path)
-    _check_file(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _PROBE_LOCK:
-        if key in _PROBE_CACHE:
-            return _PROBE_CACHE[key]
 
+    pts: np.ndarray
+    sums: np.ndarray
+    key_idx: np.ndarray
+    key_pts: np.ndarray
+    seekable: bool
+    why: str = ""
+
+    def index_of(self, pts) -> int:
+        """Presentation index of the frame with timestamp ``pts``; -1 when no frame has it."""
+        if pts is None:
+            return -1
+        j = int(np.searchsorted(self.pts, pts))
+        return j if j < len(self.pts) and self.pts[j] == pts else -1
+
+
+# Planar 8-bit pixel formats: a plane's visible bytes per row equal its width. Other formats
+# checksum whole rows including padding, which at worst makes verification fail (-> sequential).
+_PLANAR8 = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
+            "yuvj440p", "yuv411p", "yuv410p", "gray"}
+
+
+def _frame_sum(frame) -> int:
+    """64-bit checksum of a decoded frame's visible pixels: crc32 of the first plane (luma) in the
+    high half, chained crc32 of the other planes in the low half. ~40 us for 320x240 yuv420p."""
+    planar8 = frame.format.name in _PLANAR8
+    sums = [0, 0]
+    for k, plane in enumerate(frame.planes):
+        ls = plane.line_size
+        buf = np.frombuffer(plane, np.uint8)
+        width = plane.width
+        if planar8 and ls > width and buf.size >= ls * plane.height:
+            rows = buf[: ls * plane.height].reshape(plane.height, ls)
+            buf = np.ascontiguousarray(rows[:, :width])
+        slot = 0 if k == 0 else 1
+        sums[slot] = zlib.crc32(buf, sums[slot])
+    return (sums[0] << 32) | sums[1]
+
+
+def _file_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _scan(path: Path) -> tuple[VideoInfo, _SeekIndex]:
+    """One full decode of ``path``: the :class:`VideoInfo` of :func:`probe` and the seek index."""
     av = _import_av()
     container = _open_av(path)
     try:
         stream = container.streams.video[0]
+        stream.thread_type = "NONE"  # as the readers; decoders are bit-exact either way
         ctx = stream.codec_context
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         types: list[int] = []  # picture type per decoded frame, presentation order (3 = B)
+        pts: list = []  # frame timestamps, presentation order
+        sums: list[int] = []  # _frame_sum per frame, presentation order
+        key_pkt_pts: list = []  # pts of keyframe packets (demuxer's view: what seeks land on)
         broken = False
         try:
-            for frame in container.decode(stream):
-                types.append(int(frame.pict_type))
+            for packet in container.demux(stream):
+                if packet.is_keyframe and packet.pts is not None:
+                    key_pkt_pts.append(packet.pts)
+                for frame in packet.decode():
+                    types.append(int(frame.pict_type))
+                    pts.append(frame.pts)
+                    sums.append(_frame_sum(frame))
         except av.error.FFmpegError as exc:
             # A truncated/corrupt tail: frames decoded so far are real; a file with none is not a video.
             if not types:
@@ -199,7 +269,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                 n -= 1
             warnings.warn(f"{path}: truncated or corrupt ({len(types)} of {claimed} frames decode);"
                           f" using the first {n} frames, whose indices are certain",
-                          RuntimeWarning, stacklevel=2)
+                          RuntimeWarning, stacklevel=4)
         info = VideoInfo(
             path=str(path), num_frames=n, fps=fps, width=int(ctx.width), height=int(ctx.height),
             codec=str(ctx.name), container=str(container.format.name),
@@ -208,16 +278,95 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         )
     finally:
         container.close()
+    return info, _make_index(pts, sums, key_pkt_pts)
+
+
+def _make_index(pts: list, sums: list[int], key_pkt_pts: list) -> _SeekIndex:
+    empty = np.zeros(0, np.int64)
+    sum_arr = np.array(sums, np.uint64)
+    if any(t is None for t in pts):
+        return _SeekIndex(empty, sum_arr, empty, empty, False, "frames without pts")
+    pts_arr = np.array(pts, np.int64)
+    if len(pts_arr) > 1 and not bool(np.all(np.diff(pts_arr) > 0)):
+        return _SeekIndex(pts_arr, sum_arr, empty, empty, False,
+                          "frame pts not strictly increasing in presentation order")
+    index = _SeekIndex(pts_arr, sum_arr, empty, empty, True)
+    keys = sorted({j for j in (index.index_of(t) for t in key_pkt_pts) if j >= 0})
+    index.key_idx = np.array(keys, np.int64)
+    index.key_pts = pts_arr[index.key_idx] if keys else empty
+    if len(keys) < 2:
+        index.seekable, index.why = False, "fewer than 2 keyframes with known pts"
+    return index
+
+
+def _remember_index(key: tuple, index: _SeekIndex) -> None:
+    with _PROBE_LOCK:
+        _INDEX_CACHE[key] = index
+        _INDEX_CACHE.move_to_end(key)
+        while len(_INDEX_CACHE) > _INDEX_MAX:
+            _INDEX_CACHE.popitem(last=False)
+
+
+def _probe_keyed(path: Path) -> tuple[tuple, VideoInfo]:
+    _check_file(path)
+    key = _file_key(path)
+    with _PROBE_LOCK:
+        if key in _PROBE_CACHE:
+            return key, _PROBE_CACHE[key]
+    info, index = _scan(path)
     if info.num_frames <= 0:
         raise VideoReadError(f"video {path} has no frame that decodes at a certain index")
     with _PROBE_LOCK:
         _PROBE_CACHE[key] = info
-    return info
+    _remember_index(key, index)
+    return key, info
+
+
+def _seek_index(path: Path, key: tuple) -> _SeekIndex:
+    """The cached seek index of ``path`` (``key`` from :func:`_probe_keyed`), rebuilt if evicted."""
+    with _PROBE_LOCK:
+        index = _INDEX_CACHE.get(key)
+        if index is not None:
+            _INDEX_CACHE.move_to_end(key)
+            return index
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # probe already warned about truncation
+        _, index = _scan(path)
+    _remember_index(key, index)
+    return index
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Return :class:`VideoInfo` for ``path``; ``num_frames`` is the real decodable count.
+
+    Counting decodes every frame (single-threaded, without RGB conversion, but checksumming each
+    frame for the ``pyav-seek`` path: ~23 ms for 150 frames of 320x240, ~6 ms of it checksums),
+    once per file version: results are cached in-process keyed by (path, size, mtime), the seek
+    index in a bounded LRU.
+    """
+    return _probe_keyed(Path(path))[1]
 
 
 def count_frames(path: str | os.PathLike) -> int:
     """The real number of decodable frames of ``path`` (see :func:`probe`)."""
     return probe(path).num_frames
+
+
+def _rgb_converter():
+    """A function frame -> uint8 (H, W, 3) RGB equal to ``frame.to_ndarray(format="rgb24")``, but
+    reusing one swscale context for all frames of a read: every decoded frame otherwise builds its
+    own (``VideoFrame.reformat`` makes a new ``VideoReformatter`` per frame), which measured ~200 of
+    the ~260 us per 320x240 frame."""
+    try:
+        from av.video.reformatter import VideoReformatter
+        reformatter = VideoReformatter()
+    except Exception:  # pragma: no cover - a PyAV without it: the per-frame way
+        return lambda frame: frame.to_ndarray(format="rgb24")
+
+    def convert(frame) -> np.ndarray:
+        return reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+    return convert
 
 
 def _read_pyav_sequential(path: Path, order: Sequence[int], last: int) -> dict[int, np.ndarray]:
@@ -226,6 +375,7 @@ def _read_pyav_sequential(path: Path, order: Sequence[int], last: int) -> dict[i
     # converted to RGB, which is most of the per-frame cost.
     wanted = set(order)
     out: dict[int, np.ndarray] = {}
+    to_rgb = _rgb_converter()
     container = _open_av(path)
     try:
         stream = container.streams.video[0]
@@ -235,7 +385,7 @@ def _read_pyav_sequential(path: Path, order: Sequence[int], last: int) -> dict[i
         try:
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
-                    out[i] = frame.to_ndarray(format="rgb24")
+                    out[i] = to_rgb(frame)
                 if i >= last:
                     break
         except Exception as exc:
@@ -246,6 +396,113 @@ def _read_pyav_sequential(path: Path, order: Sequence[int], last: int) -> dict[i
         # Close explicitly: leaving containers to the GC keeps decoder threads and buffers alive.
         container.close()
     return out
+
+
+class _SeekMiss(Exception):
+    """A ``pyav-seek`` attempt could not prove its frames right (retried, then sequential)."""
+
+
+# A seek (flush, demux repositioning, re-decoding the keyframe's leading frames) costs about as much
+# as decoding a few frames: don't seek to skip fewer.
+_SEEK_MIN_SKIP = 6
+
+
+def _plan_runs(index: _SeekIndex, unique: list[int]) -> list[tuple[int, list[int]]] | None:
+    """Split sorted ``unique`` into runs, each decoded forward after one seek.
+
+    A run is (k, frames): seek to keyframe ``index.key_idx[k]``, the last one at or before the run's
+    first frame. A frame starts a new run only when seeking to its keyframe skips at least
+    ``_SEEK_MIN_SKIP`` frames after the current run's last one (a contiguous clip is one run). None
+    when seeking cannot help: the first frame precedes the second keyframe and one run covers
+    everything (decoding from frame 0 costs the same).
+    """
+    keys = index.key_idx
+    runs: list[tuple[int, list[int]]] = []
+    for i in unique:
+        k = int(np.searchsorted(keys, i, side="right")) - 1
+        if k < 0:
+            return None  # before the first seek point: only a decode from frame 0 reaches it
+        if runs and keys[k] - runs[-1][1][-1] - 1 < _SEEK_MIN_SKIP:
+            runs[-1][1].append(i)
+        else:
+            runs.append((k, [i]))
+    if len(runs) == 1 and runs[0][0] == 0:
+        return None
+    return runs
+
+
+def _decode_run(container, stream, index: _SeekIndex, k: int, want: list[int],
+                out: dict[int, np.ndarray], seek: bool, to_rgb) -> None:
+    if seek:
+        container.seek(int(index.key_pts[k]), backward=True, any_frame=False, stream=stream)
+    wanted, last = set(want), want[-1]
+    for frame in container.decode(stream):
+        j = index.index_of(frame.pts)
+        if j < 0:
+            raise _SeekMiss(f"decoded a frame with pts {frame.pts}, which no frame had when "
+                            f"decoding from frame 0")
+        if j in wanted and j not in out:
+            # The pts names the frame; the checksum proves it is that frame, pixel for pixel.
+            if _frame_sum(frame) != int(index.sums[j]):
+                raise _SeekMiss(f"frame {j} decoded after a seek differs from frame {j} decoded "
+                                f"from frame 0")
+            out[j] = to_rgb(frame)
+        if j >= last:
+            break
+    missing = [i for i in want if i not in out]
+    if missing:
+        raise _SeekMiss(f"frame {missing[0]} not produced after seeking to keyframe "
+                        f"{int(index.key_idx[k])}")
+
+
+def _read_pyav_seek(path: Path, unique: list[int], index: _SeekIndex
+                    ) -> dict[int, np.ndarray] | None:
+    """Frames ``unique`` (sorted) via seeks, each verified against ``index``; None when this path
+    cannot serve them (caller decodes from frame 0 instead)."""
+    runs = _plan_runs(index, unique)
+    if runs is None:
+        return None
+    out: dict[int, np.ndarray] = {}
+    try:
+        container = _open_av(path)
+    except VideoReadError:
+        return None  # the sequential path reports it
+    fresh, to_rgb = True, _rgb_converter()
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"  # see _read_pyav_sequential
+        for k, want in runs:
+            # The last keyframe at or before the run; should that fail verification (an open GOP
+            # whose frames reference the previous one), the keyframe before it.
+            tries = [k, k - 1] if k > 0 else [k]
+            for t, kk in enumerate(tries):
+                try:
+                    _decode_run(container, stream, index, kk, want, out,
+                                seek=not (fresh and kk == 0), to_rgb=to_rgb)
+                    break
+                except _SeekMiss:
+                    if t == len(tries) - 1:
+                        raise
+                finally:
+                    fresh = False
+    except Exception as exc:  # _SeekMiss, or a demux/decode/seek error: sequential path judges
+        # Sticky: this file's timestamps or seeks are not trustworthy; later reads go sequential.
+        index.seekable, index.why = False, f"{type(exc).__name__}: {exc}"
+        read_stats["pyav-seek-failed"] += 1
+        return None
+    finally:
+        container.close()
+    return out
+
+
+def _read_pyav(path: Path, key: tuple, unique: list[int]) -> tuple[str, dict[int, np.ndarray]]:
+    """PyAV read of sorted ``unique``: ``pyav-seek`` where it can serve them, else sequential."""
+    index = _seek_index(path, key)
+    if index.seekable:
+        frames = _read_pyav_seek(path, unique, index)
+        if frames is not None:
+            return "pyav-seek", frames
+    return "pyav-sequential", _read_pyav_sequential(path, unique, unique[-1])
 
 
 def _read_decord(path: Path, unique: list[int], sequential: bool) -> dict[int, np.ndarray]:
@@ -278,9 +535,9 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
     """Read exactly the frames ``indices`` of ``path`` as uint8 RGB ``(len(indices), H, W, 3)``.
 
     Order is the order asked; duplicates are allowed. ``backend``: None (decord random access where
-    verified exact, else PyAV sequential), ``"pyav"`` (always sequential) or ``"decord"`` (random
-    access where exact, else decord sequential). Raises ``VideoReadError`` for an unreadable file
-    or an index outside ``[0, probe(path).num_frames)``.
+    verified exact, else PyAV with verified seeks, else PyAV sequential), ``"pyav"`` (always
+    sequential) or ``"decord"`` (random access where exact, else decord sequential). Raises
+    ``VideoReadError`` for an unreadable file or an index outside ``[0, probe(path).num_frames)``.
     """
     global last_backend
     if backend not in (None, "decord", "pyav"):
@@ -289,7 +546,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
     order = [int(i) for i in indices]
     if not order:
         raise ConfigError(f"read_frames: empty index list for {path}")
-    info = probe(path)
+    key, info = _probe_keyed(path)
     bad = [i for i in order if i < 0 or i >= info.num_frames]
     if bad:
         raise VideoReadError(
@@ -297,9 +554,11 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
             f"frames (container claims {info.container_frames})")
     unique = sorted(set(order))
 
-    if backend == "pyav" or (backend is None and (not info.decord_exact or _import_decord() is None)):
+    if backend == "pyav":
         used = "pyav-sequential"
         frames = _read_pyav_sequential(path, unique, unique[-1])
+    elif backend is None and (not info.decord_exact or _import_decord() is None):
+        used, frames = _read_pyav(path, key, unique)
     else:
         sequential = not info.decord_exact
         used = "decord-sequential" if sequential else "decord-random"
@@ -311,8 +570,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
             # Automatic choice: a decord failure on a file PyAV probed fine is decord's problem;
             # PyAV either reads it exactly or raises its own error naming the file.
             read_stats["decord-failed"] += 1
-            used = "pyav-sequential"
-            frames = _read_pyav_sequential(path, unique, unique[-1])
+            used, frames = _read_pyav(path, key, unique)
 
     missing = [i for i in unique if i not in frames]
     if missing:

@@ -134,3 +134,42 @@ def test_teacher_then_student_with_and_without_kd(cfg):
     assert evaluate(model, test)["top1"] == pytest.approx(student["metrics"]["top1"])
     with pytest.raises(ConfigError, match="num_frames"):
         load_teacher(cfg.replace(num_frames=8), 3)
+
+
+def test_skipped_videos_are_counted_and_reported(cfg, tiny_synthetic, tmp_path):
+    import shutil
+
+    from darknb.errors import VideoReadError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    train, _ = build_datasets(cfg.replace(data_root=str(root)))
+    victim = root / train.samples[0][0]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated: undecodable
+    with pytest.raises(VideoReadError, match=victim.name):
+        fit(build_classifier(cfg, 3), *build_datasets(cfg.replace(data_root=str(root))),
+            cfg.replace(data_root=str(root)), name="m", progress=False)
+    skip_cfg = cfg.replace(data_root=str(root), on_error="skip", epochs=1)
+    result = fit(build_classifier(cfg, 3), *build_datasets(skip_cfg), skip_cfg, name="s", progress=False)
+    assert [path for path, _ in result["skipped"]] == [train.samples[0][0]]
+
+
+def test_cached_teacher_targets_equal_online_distillation(cfg, tmp_path):
+    from darknb.distill import TeacherCache
+    from darknb.experiments import ablation_grid
+
+    train_teacher(cfg, progress=False)
+    teacher = load_teacher(cfg, 3)
+    online = train_student(cfg.replace(output_dir=str(tmp_path / "online")), teacher=teacher, progress=False)
+    cache = TeacherCache()
+    fill = train_student(cfg.replace(output_dir=str(tmp_path / "fill")), teacher=teacher,
+                         teacher_cache=cache, progress=False)
+    assert cache.misses > 0 and fill["teacher_seconds"] > 0
+    served = train_student(cfg.replace(output_dir=str(tmp_path / "served")), teacher=teacher,
+                           teacher_cache=cache, progress=False)
+    assert served["teacher_seconds"] == 0 and cache.hits > 0
+    assert online["history"] == served["history"]
+    assert _same(_weights(online["checkpoint"]), _weights(served["checkpoint"]))
+    grid = ablation_grid([0.0, 1.0], [0.0, 1.0], [1.0, 4.0], [0])
+    assert {(p["alpha"], p["beta"], p["temperature"]) for p in grid} == {
+        (0.0, 1.0, 1.0), (0.0, 1.0, 4.0), (1.0, 0.0, 1.0), (1.0, 1.0, 1.0), (1.0, 1.0, 4.0)}

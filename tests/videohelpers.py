@@ -34,11 +34,16 @@ def require_reference(*parts: str) -> Path:
 
 # ---------------------------------------------------------------------------- barcodes
 
-def barcode_frame(index: int, height: int = 96, width: int = 128) -> np.ndarray:
-    """uint8 (H, W, 3): bit b of ``index`` as band b (white = 1), bands W // BITS wide."""
+def barcode_frame(index: int, height: int = 96, width: int = 128, bits: int = BITS) -> np.ndarray:
+    """uint8 (H, W, 3): bit b of ``index`` as band b (white = 1), bands W // bits wide.
+
+    ``bits`` bands encode indices below ``2 ** bits`` (default 8: 256 frames); longer videos need
+    more bits (e.g. 10 bits at width 160 keeps 16-pixel bands)."""
+    if index >= 1 << bits:
+        raise ValueError(f"frame index {index} needs more than {bits} barcode bits")
     frame = np.zeros((height, width, 3), np.uint8)
-    band = width // BITS
-    for b in range(BITS):
+    band = width // bits
+    for b in range(bits):
         if (index >> b) & 1:
             frame[:, b * band:(b + 1) * band] = 255
     # A mid-grey border row keeps the encoder honest about motion between frames.
@@ -46,17 +51,17 @@ def barcode_frame(index: int, height: int = 96, width: int = 128) -> np.ndarray:
     return frame
 
 
-def decode_barcode(frame: np.ndarray) -> int:
+def decode_barcode(frame: np.ndarray, bits: int = BITS) -> int:
     """Inverse of :func:`barcode_frame` (reads the centre of each band)."""
     H, W, _ = frame.shape
-    band = W // BITS
-    centre = frame[H // 2, band // 2::band][:BITS].astype(float).mean(-1)
+    band = W // bits
+    centre = frame[H // 2, band // 2::band][:bits].astype(float).mean(-1)
     return int(sum(1 << b for b, v in enumerate(centre) if v > 127))
 
 
-def make_barcode_video(path, num_frames: int, *, height: int = 96, width: int = 128, **write_kw
-                       ) -> Path:
-    frames = np.stack([barcode_frame(i, height, width) for i in range(num_frames)])
+def make_barcode_video(path, num_frames: int, *, height: int = 96, width: int = 128,
+                       bits: int = BITS, **write_kw) -> Path:
+    frames = np.stack([barcode_frame(i, height, width, bits) for i in range(num_frames)])
     return write_video(path, frames, **write_kw)
 
 
