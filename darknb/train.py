@@ -131,6 +131,7 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
     if fitted.exists() and cfg.resume:
         info.update(source=str(fitted), fitted=True, reused=True)
         return build_enhancer(cfg.enhancer, checkpoint=str(fitted)), info
+    torch.manual_seed(cfg.seed)  # the fit's starting weights: a function of the seed, not of RNG history
     enhancer = build_enhancer(cfg.enhancer)
     frames = enhancer_fit_frames(train_dataset, seed=cfg.seed)
     start = time.perf_counter()

@@ -173,3 +173,18 @@ def test_cached_teacher_targets_equal_online_distillation(cfg, tmp_path):
     grid = ablation_grid([0.0, 1.0], [0.0, 1.0], [1.0, 4.0], [0])
     assert {(p["alpha"], p["beta"], p["temperature"]) for p in grid} == {
         (0.0, 1.0, 1.0), (0.0, 1.0, 4.0), (1.0, 0.0, 1.0), (1.0, 1.0, 1.0), (1.0, 1.0, 4.0)}
+
+
+def test_fitted_enhancer_does_not_depend_on_global_rng_history(cfg, tmp_path):
+    from darknb.train import build_teacher_enhancer
+
+    fit_cfg = cfg.replace(enhancer="zerodce", enhancer_fit_steps=3, resume=False)
+    train, _ = build_datasets(fit_cfg)
+    weights = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        torch.rand(state * 7)  # consume a different amount of the global stream
+        enhancer, info = build_teacher_enhancer(fit_cfg, train, tmp_path / str(state))
+        assert info["fitted"] and info["steps"] == 3
+        weights.append([p.detach().clone() for p in enhancer.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
