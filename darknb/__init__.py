@@ -2,7 +2,8 @@
 
 Submodules are imported lazily so that ``import darknb`` stays cheap:
 ``darknb.enhance``, ``darknb.models``, ``darknb.distill``, ``darknb.data``, ``darknb.video``,
-``darknb.train``, ``darknb.reports``, ``darknb.flops``, ``darknb.widgets``.
+``darknb.train``, ``darknb.experiments``, ``darknb.reports``, ``darknb.flops``, ``darknb.stats``,
+``darknb.widgets``.
 """
 
 import importlib
@@ -10,8 +11,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "config", "data", "distill", "enhance", "errors", "flops", "models", "pipeline", "reports",
-    "stats", "train", "video", "widgets",
+    "cli", "config", "data", "distill", "enhance", "errors", "experiments", "flops", "models",
+    "pipeline", "reports", "stats", "train", "video", "widgets",
 }
 
 

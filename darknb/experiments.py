@@ -268,8 +268,7 @@ def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | N
                 row["top1_seed_std"] = float(sub.top1.std(ddof=1))
                 row["seeds"] = int(len(sub.seed.unique()))
         measured.append(row)
-    reported = reported_table().rename(columns={})
-    return pd.concat([reported, pd.DataFrame(measured)], ignore_index=True)
+    return pd.concat([reported_table(), pd.DataFrame(measured)], ignore_index=True)
 
 
 def paper_claims(out_dir: str | Path, costs: list[dict]) -> dict:

@@ -280,8 +280,7 @@ class R2Plus1DBERT(nn.Module):
     The backbone downsamples time by 8, so a T-frame clip gives T/8 tokens (at least 1)."""
 
     def __init__(self, num_classes: int, *, num_frames: int = 64, input_norm: str = "kinetics",
-                 pretrained: str | bool = "", bert_heads: int = 8, head_dropout: float = 0.8,
-                 **_ignored):
+                 pretrained: str | bool = "", bert_heads: int = 8, head_dropout: float = 0.8):
         super().__init__()
         from torchvision.models.video import r2plus1d_18
 

@@ -10,7 +10,6 @@ atomically (temp file + rename) at the end of every epoch and loaded with ``weig
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -457,18 +456,6 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
     name = name or ("student" if kd else "student_no_kd")
     return fit(student, train_set, test_set, run_cfg, name=name, teacher=teacher if kd else None,
                teacher_cache=teacher_cache, progress=progress)
-
-
-def write_result(result: dict, path: str | Path, **extra) -> Path:
-    """Atomically write a stage's result (metrics, history, config, provenance) as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**result, **extra}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1, default=str)
-    os.replace(tmp, path)
-    return path
 
 
 def ensure_dataset(cfg: RunConfig) -> Path:
