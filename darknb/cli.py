@@ -89,8 +89,9 @@ def main(argv=None) -> int:
             from darknb.train import build_datasets, ensure_dataset, train_student, train_teacher
 
             base = {} if args.preset == "none" else PRESETS[args.preset]
-            cfg = RunConfig.from_params({**base, **_parse_sets(args.set)})
-            unknown = set(_parse_sets(args.set)) - set(cfg.to_dict())
+            overrides = _parse_sets(args.set)
+            cfg = RunConfig.from_params({**base, **overrides})
+            unknown = set(overrides) - set(cfg.to_dict())
             if unknown:
                 raise DarknbError(f"unknown RunConfig field(s) {sorted(unknown)}")
             ensure_dataset(cfg)

@@ -329,10 +329,11 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                     teacher_logits, computed = _teacher_logits(teacher, clips, index, cfg, epoch,
                                                                teacher_cache, accelerator)
                     if computed:
-                        teacher_seconds += time.perf_counter() - tick
+                        elapsed = time.perf_counter() - tick
+                        teacher_seconds += elapsed
                         if teacher_cache is not None:
                             fill = teacher_cache.fill_seconds
-                            fill[cfg.seed] = fill.get(cfg.seed, 0.0) + time.perf_counter() - tick
+                            fill[cfg.seed] = fill.get(cfg.seed, 0.0) + elapsed
                 parts = kd_loss(logits.float(), teacher_logits, target, alpha=cfg.alpha,
                                 beta=cfg.beta if use_teacher else 0.0, temperature=cfg.temperature)
                 loss = parts["loss"]
