@@ -23,7 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from darknb import video  # noqa: E402
-from darknb.data import VideoListDataset, _render_clip, _scene, prepare_dataset  # noqa: E402
+from darknb.data import VideoListDataset, prepare_dataset  # noqa: E402
+from darknb.synthetic import _render_clip, _scene  # noqa: E402
 
 T_CLIP = 64
 

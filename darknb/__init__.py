@@ -1,9 +1,10 @@
 """darknb: action recognition in dark videos with knowledge distillation (DL-KDD).
 
 Submodules are imported lazily so that ``import darknb`` stays cheap:
-``darknb.enhance``, ``darknb.models``, ``darknb.distill``, ``darknb.data``, ``darknb.video``,
-``darknb.train``, ``darknb.experiments``, ``darknb.reports``, ``darknb.flops``, ``darknb.stats``,
-``darknb.widgets``.
+``darknb.config``, ``darknb.files``, ``darknb.registry``, ``darknb.video``, ``darknb.synthetic``,
+``darknb.data``, ``darknb.enhance``, ``darknb.models``, ``darknb.distill``, ``darknb.train``,
+``darknb.experiments``, ``darknb.stats``, ``darknb.flops``, ``darknb.reports``, ``darknb.widgets``,
+``darknb.pipeline``, ``darknb.cli``.
 """
 
 import importlib
@@ -11,8 +12,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "cli", "config", "data", "distill", "enhance", "errors", "experiments", "flops", "models",
-    "pipeline", "reports", "stats", "train", "video", "widgets",
+    "cli", "config", "data", "distill", "enhance", "errors", "experiments", "files", "flops",
+    "models", "pipeline", "registry", "reports", "stats", "synthetic", "train", "video", "widgets",
 }
 
 

@@ -1,4 +1,7 @@
-"""Command line: ``python -m darknb {run,synth,prepare,models}`` (also installed as ``darknb``)."""
+"""Command line: ``python -m darknb {run,synth,prepare,train,models}`` (also installed as ``darknb``).
+
+Each command imports what it needs when it runs, so ``darknb --help`` answers without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -68,12 +71,12 @@ def main(argv=None) -> int:
                                notebooks=notebooks, html=not args.no_html)
             print(f"[darknb] reports written to {out}")
         elif args.command == "synth":
-            from darknb.data import make_synthetic_dark
+            from darknb.synthetic import make_synthetic_dark
 
             print(make_synthetic_dark(args.root, seed=args.seed))
         elif args.command == "prepare":
             from darknb.config import RunConfig
-            from darknb.train import prepare_cache
+            from darknb.data import prepare_cache
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
                             split=args.split)
@@ -82,11 +85,10 @@ def main(argv=None) -> int:
                   f"{report['reused']} reused, {len(report['failed'])} failed "
                   f"({report['seconds']:.1f} s)")
         elif args.command == "train":
-            from pathlib import Path
-
             from darknb.config import PRESETS, RunConfig
-            from darknb.reports import stage_summary, write_json
-            from darknb.train import build_datasets, ensure_dataset, train_student, train_teacher
+            from darknb.data import build_datasets, ensure_dataset
+            from darknb.reports import save_stage
+            from darknb.train import train_student, train_teacher
 
             base = {} if args.preset == "none" else PRESETS[args.preset]
             overrides = _parse_sets(args.set)
@@ -99,11 +101,9 @@ def main(argv=None) -> int:
                 result = train_teacher(cfg)
             else:
                 result = train_student(cfg, kd=args.stage == "student")
-            datasets = build_datasets(cfg)
-            summary = stage_summary(result, cfg=cfg if args.stage != "student_no_kd"
-                                    else cfg.replace(beta=0.0), datasets=datasets)
-            write_json(summary, Path(cfg.output_dir) / f"{args.stage}.json")
-            write_json(result["metrics"], Path(cfg.output_dir) / f"{args.stage}_predictions.json")
+            summary = save_stage(cfg.output_dir, args.stage, result,
+                                 cfg=cfg.replace(beta=0.0) if args.stage == "student_no_kd" else cfg,
+                                 datasets=build_datasets(cfg))
             print(f"[darknb] {args.stage}: top-1 {summary['top1']:.2f} %, top-5 {summary['top5']:.2f} % "
                   f"(measured, {cfg.dataset})")
         elif args.command == "models":

@@ -1,4 +1,7 @@
-"""Dark-video datasets: a synthetic dark action set, ARID-format list loaders, a frame cache.
+"""Dark-video data: list files, clip sampling, the clip dataset, named datasets, the frame cache,
+and the preparation a run needs (generate / cache / build its train and test sets).
+
+Reads top to bottom in that order. The synthetic renderer lives in :mod:`darknb.synthetic`.
 
 Clip protocol (PAPER.md, "Details from the methods it builds on", DarkLight, Chen et al. 2021):
 T consecutive frames, random offset in training, centred in test, wrap-around (loop) for videos
@@ -16,9 +19,7 @@ so a clip is a pure function of (seed, epoch, index), whichever DataLoader worke
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import os
 import re
 import time
@@ -29,255 +30,45 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from darknb.config import RunConfig
 from darknb.errors import ConfigError, DatasetError, VideoReadError
-from darknb.video import probe, read_frames, write_video
+from darknb.files import read_json, save_npy, write_json
+from darknb.registry import Registry
+from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
+from darknb.synthetic import (  # re-exported: callers expect them here
+    SYNTHETIC_CLASSES,
+    make_synthetic_dark,
+)
+from darknb.video import probe, read_frames
 
 __all__ = [
     "ARID",
     "ARID11",
+    "CACHE_MANIFEST",
     "Dark48",
     "SYNTHETIC_CLASSES",
     "SyntheticDark",
     "VideoListDataset",
     "build_dataset",
+    "build_datasets",
     "collate_clips",
+    "enhancer_fit_frames",
+    "ensure_dataset",
+    "list_datasets",
     "make_synthetic_dark",
+    "prepare_cache",
     "prepare_dataset",
     "read_list",
+    "read_mapping",
+    "register_dataset",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-VIDEO_EXTS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-# =========================================================================== synthetic dark set
-#
-# Classes are motions of one textured, asymmetric object in a cluttered static scene. Every class
-# has a time-reversed twin (left/right, cw/ccw, in/out), so no single frame tells the class: a model
-# must use time, as ARID's actions require. Groups are scenes ("actors"): each group has its own
-# background and object appearance, and the train/test split is group-disjoint like ARID's.
-
-SYNTHETIC_CLASSES = ("MoveLeft", "MoveRight", "RotateCW", "RotateCCW", "ZoomIn", "ZoomOut",
-                     "MoveUp", "MoveDown", "Wave")
-_SYNTH_VERSION = 2  # bump when rendering changes, so stale sets are regenerated
-
-
-def _scene(seed: int, group: int, H: int, W: int) -> dict:
-    """Per-group appearance: cluttered background albedo and the object's look."""
-    rng = np.random.default_rng([seed, 7919, group])
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    bg = np.full((H, W, 3), 0.25, np.float32)
-    # Low-frequency shading: a few random plane waves per channel.
-    for _ in range(4):
-        fx, fy = rng.uniform(-3, 3, 2) * 2 * np.pi
-        phase = rng.uniform(0, 2 * np.pi)
-        wave = np.sin(fx * xx / W + fy * yy / H + phase)[..., None]
-        bg += 0.08 * wave * rng.uniform(0.3, 1.0, 3).astype(np.float32)
-    # Clutter: random rectangles and discs (static distractors).
-    # (darker and fewer than the object, so that a CPU-sized model learns the motion in minutes)
-    for _ in range(int(rng.integers(4, 8))):
-        colour = rng.uniform(0.1, 0.6, 3).astype(np.float32)
-        cx, cy = rng.uniform(0, W), rng.uniform(0, H)
-        rw, rh = rng.uniform(0.03, 0.15) * W, rng.uniform(0.03, 0.15) * H
-        if rng.random() < 0.5:
-            m = (np.abs(xx - cx) < rw) & (np.abs(yy - cy) < rh)
-        else:
-            m = ((xx - cx) / rw) ** 2 + ((yy - cy) / rh) ** 2 < 1
-        bg[m] = colour
-    return dict(
-        background=np.clip(bg, 0.02, 1.0),
-        colour=rng.uniform(0.45, 1.0, 3).astype(np.float32),
-        spot=rng.uniform(0.6, 1.0, 3).astype(np.float32),
-        stripes=float(rng.uniform(2.0, 4.0)),
-        aspect=float(rng.uniform(0.4, 0.6)),
-        size=float(rng.uniform(0.17, 0.22)),
-    )
-
-
-def _motion(cls: str, s: np.ndarray, rng: np.random.Generator, W: int, H: int):
-    """Object centre, angle and scale at normalised times ``s`` (T,) for class ``cls``."""
-    # Start near the centre so that the whole path stays mostly in view.
-    cx0, cy0 = rng.uniform(0.35, 0.65) * W, rng.uniform(0.35, 0.65) * H
-    a0 = rng.uniform(0, 2 * np.pi)
-    sc0 = rng.uniform(0.85, 1.15)
-    # Small nuisance drift for every class: translation must be judged by its size, not presence.
-    dx, dy = rng.uniform(-0.04, 0.04) * W, rng.uniform(-0.04, 0.04) * H
-    cx, cy = cx0 + dx * s, cy0 + dy * s
-    ang = a0 + rng.uniform(-0.15, 0.15) * s
-    scale = sc0 * np.ones_like(s)
-    dist = rng.uniform(0.45, 0.6)
-    if cls == "MoveLeft":
-        cx = cx + (0.5 - s) * dist * W
-    elif cls == "MoveRight":
-        cx = cx - (0.5 - s) * dist * W
-    elif cls == "MoveUp":
-        cy = cy + (0.5 - s) * dist * H
-    elif cls == "MoveDown":
-        cy = cy - (0.5 - s) * dist * H
-    elif cls in ("RotateCW", "RotateCCW"):
-        turn = rng.uniform(0.6, 1.2) * np.pi  # 108..216 degrees over the clip
-        ang = ang + (turn if cls == "RotateCW" else -turn) * s  # y points down: +angle is clockwise
-    elif cls in ("ZoomIn", "ZoomOut"):
-        f = rng.uniform(1.8, 2.6)
-        scale = sc0 * f ** ((s if cls == "ZoomIn" else 1 - s) - 0.5)
-    elif cls == "Wave":
-        cycles = rng.uniform(1.0, 2.0)
-        cx = cx + 0.15 * W * np.sin(2 * np.pi * cycles * s + rng.uniform(0, 2 * np.pi))
-    else:  # pragma: no cover - class names are validated by make_synthetic_dark
-        raise ConfigError(f"unknown synthetic class {cls!r}")
-    return cx, cy, ang, scale
-
-
-def _render_clip(scene: dict, cls: str, rng: np.random.Generator, T: int, H: int, W: int
-                 ) -> np.ndarray:
-    """Render one dark clip as uint8 ``(T, H, W, 3)``: motion, then darkening + sensor noise."""
-    s = np.linspace(0.0, 1.0, T, dtype=np.float32)
-    cx, cy, ang, scale = _motion(cls, s, rng, W, H)
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    # Inverse-map every pixel into object coordinates (u, v), all frames at once: (T, H, W).
-    px = xx[None] - np.asarray(cx, np.float32)[:, None, None]
-    py = yy[None] - np.asarray(cy, np.float32)[:, None, None]
-    c, sn = np.cos(ang)[:, None, None], np.sin(ang)[:, None, None]
-    r = (scene["size"] * W * np.asarray(scale, np.float32))[:, None, None]
-    u = (px * c + py * sn) / r
-    v = (-px * sn + py * c) / r
-    # Soft-edged 2:1 bar with stripes across it and an off-centre spot: asymmetric, so rotation
-    # and direction are visible.
-    edge = 1.0 - np.maximum(np.abs(u), np.abs(v) / scene["aspect"])
-    mask = np.clip(edge * 6.0, 0.0, 1.0)[..., None]
-    tex = 0.55 + 0.45 * (np.sin(u * scene["stripes"] * np.pi) > 0)
-    spot = ((u - 0.55) ** 2 + (v - 0.15 * scene["aspect"]) ** 2) < 0.06
-    obj = tex[..., None] * scene["colour"]
-    obj = np.where(spot[..., None], scene["spot"], obj)
-    albedo = mask * obj + (1.0 - mask) * scene["background"][None]
-
-    # Darkening (a dim scene seen by a gamma-encoding camera at low exposure): gamma-darken, scale
-    # by a random exposure and a vignette, small flicker.
-    gamma = rng.uniform(1.6, 2.4)
-    exposure = rng.uniform(0.35, 0.7)
-    rr = ((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2
-    vignette = (1.0 - 0.35 * rr)[None, ..., None]
-    flicker = (1.0 + 0.04 * rng.standard_normal(T)).astype(np.float32)[:, None, None, None]
-    lin = albedo ** gamma * exposure * vignette * flicker
-    # Sensor noise: shot noise (photon counting, full scale = `photons` electrons, in its Gaussian
-    # approximation -- 10x faster than Poisson draws) + read noise, then 8-bit quantisation.
-    photons = rng.uniform(120.0, 400.0)
-    sigma = np.sqrt(np.clip(lin, 0, None) / photons + 0.006 ** 2)
-    noisy = lin + sigma * rng.standard_normal(lin.shape, dtype=np.float32)
-    return np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
-
-
-def _synthetic_plan(num_classes: int, videos_per_class: int, test_fraction: float, seed: int):
-    """Return (classes, [(class_id, group, clip)], test_groups)."""
-    classes = list(SYNTHETIC_CLASSES[:num_classes])
-    n_groups = max(2, round(videos_per_class / 4))
-    n_test = min(n_groups - 1, max(1, round(n_groups * test_fraction)))
-    groups = np.random.default_rng([seed, 104729]).permutation(np.arange(1, n_groups + 1))
-    test_groups = sorted(int(g) for g in groups[:n_test])
-    items = []
-    for c in range(num_classes):
-        for k in range(videos_per_class):
-            items.append((c, k % n_groups + 1, k // n_groups + 1))
-    return classes, items, test_groups
-
-
-def make_synthetic_dark(root: str | os.PathLike, *, num_classes: int = 6,
-                        videos_per_class: int = 16, num_frames: int = 40,
-                        size: tuple[int, int] = (96, 72), seed: int = 0,
-                        test_fraction: float = 0.25, ext: str = ".mp4") -> Path:
-    """Write a small synthetic dark action dataset as real video files in ARID's layout.
-
-    Layout: ``root/<Class>/<Class>_<group>_<clip><ext>``; ``root/list_cvt/synthetic_split1_{train,
-    test}.txt`` (ARID's TAB format ``idx, class_id, Class/Class_group_clip.ext``);
-    ``root/list_cvt/mapping_table.txt`` (``id<TAB>Name``); ``root/synthetic.json`` (parameters and
-    the sha256 of every file). ``size`` is (width, height). The split is group-disjoint (a group is
-    a scene, like an ARID actor/scene id). Deterministic from ``seed``; calling it again over a
-    complete set with the same parameters is a no-op (checked against the manifest's hashes).
-    """
-    # ---- validate
-    if not 2 <= int(num_classes) <= len(SYNTHETIC_CLASSES):
-        raise ConfigError(f"make_synthetic_dark: num_classes must be in [2, "
-                          f"{len(SYNTHETIC_CLASSES)}], got {num_classes}")
-    if int(videos_per_class) < 2:
-        raise ConfigError(f"make_synthetic_dark: videos_per_class must be >= 2, got {videos_per_class}")
-    if int(num_frames) < 2:
-        raise ConfigError(f"make_synthetic_dark: num_frames must be >= 2, got {num_frames}")
-    W, H = (int(x) for x in size)
-    if W < 16 or H < 16 or W % 2 or H % 2:
-        raise ConfigError(f"make_synthetic_dark: size (width, height) must be even and >= 16, got {size}")
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ConfigError(f"make_synthetic_dark: test_fraction must be in (0, 1), got {test_fraction}")
-    if ext not in (".mp4", ".avi"):
-        raise ConfigError(f"make_synthetic_dark: ext must be '.mp4' or '.avi', got {ext!r}")
-    if int(seed) < 0:
-        raise ConfigError(f"make_synthetic_dark: seed must be >= 0, got {seed}")
-
-    root = Path(root)
-    params = dict(version=_SYNTH_VERSION, num_classes=int(num_classes),
-                  videos_per_class=int(videos_per_class), num_frames=int(num_frames),
-                  size=[W, H], seed=int(seed), test_fraction=float(test_fraction), ext=ext)
-    manifest_path = root / "synthetic.json"
-    if manifest_path.is_file():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("params") == params and all(
-                (root / rel).is_file() and _sha256(root / rel) == digest
-                for rel, digest in old.get("files", {}).items()):
-            return root  # complete and unchanged: no-op
-
-    classes, items, test_groups = _synthetic_plan(num_classes, videos_per_class, test_fraction, seed)
-    scenes: dict[int, dict] = {}
-    train_lines, test_lines = [], []
-    files: dict[str, str] = {}
-    for c, group, clip in items:
-        name = classes[c]
-        rel = f"{name}/{name}_{group}_{clip}{ext}"
-        if group not in scenes:
-            scenes[group] = _scene(seed, group, H, W)
-        rng = np.random.default_rng([seed, c, group, clip])
-        frames = _render_clip(scenes[group], name, rng, num_frames, H, W)
-        if ext == ".avi":  # MPEG-4 Part 2 with B-frames, like ARID
-            write_video(root / rel, frames, fps=30, bframes=2, gop=12)
-        else:
-            write_video(root / rel, frames, fps=30, crf=18)
-        files[rel] = _sha256(root / rel)
-        (test_lines if group in test_groups else train_lines).append((c, rel))
-
-    lists = root / "list_cvt"
-    for subset, lines in (("train", train_lines), ("test", test_lines)):
-        text = "".join(f"{i}\t{c}\t{rel}\n" for i, (c, rel) in enumerate(lines))
-        _write_text_atomic(lists / f"synthetic_split1_{subset}.txt", text)
-    _write_text_atomic(lists / "mapping_table.txt",
-                       "".join(f"{i}\t{n}\n" for i, n in enumerate(classes)))
-    for rel in ("list_cvt/synthetic_split1_train.txt", "list_cvt/synthetic_split1_test.txt",
-                "list_cvt/mapping_table.txt"):
-        files[rel] = _sha256(root / rel)
-    manifest = dict(params=params, classes=classes, test_groups=test_groups,
-                    generator="darknb.data.make_synthetic_dark", files=files)
-    _write_text_atomic(manifest_path, json.dumps(manifest, indent=1, sort_keys=True))
-    return root
+CACHE_MANIFEST = "cache.json"  # written last by prepare_dataset: its presence marks a complete cache
 
 
 # =========================================================================== list files
-
 def _is_int(tok: str) -> bool:
     return re.fullmatch(r"-?\d+", tok) is not None
 
@@ -354,10 +145,28 @@ def _safe_relpath(root_resolved: Path, rel: str, where: str) -> Path:
     return full
 
 
+# =========================================================================== clip sampling
+
+def sample_frame_indices(n: int, num_frames: int, sampling: str, train: bool,
+                         rng: np.random.Generator) -> np.ndarray:
+    """The T frame indices of a clip from a video with ``n`` real frames.
+
+    ``"consecutive"`` (DarkLight): T consecutive frames, random offset in training, centred in test,
+    looping short videos. ``"uniform"``: T equal segments, one frame from each (random in training,
+    the centre in test).
+    """
+    T = num_frames
+    if sampling == "consecutive":
+        start = int(rng.integers(0, max(1, n - T + 1))) if train else max(0, (n - T) // 2)
+        return (start + np.arange(T)) % n
+    edges = np.linspace(0, n, T + 1)
+    lo = np.floor(edges[:-1]).astype(int)
+    hi = np.maximum(lo + 1, np.floor(edges[1:]).astype(int))
+    idx = rng.integers(lo, hi) if train else (lo + hi - 1) // 2
+    return np.minimum(idx, n - 1)
+
+
 # =========================================================================== clip dataset
-
-_CACHE_MANIFEST = "cache.json"
-
 
 def _cache_file(cache_dir: Path, rel: str) -> Path:
     return cache_dir / (rel + ".npy")
@@ -526,16 +335,7 @@ class VideoListDataset(torch.utils.data.Dataset):
     # ---------------------------------------------------------------- sampling
     def frame_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """The T frame indices of a clip from a video with ``n`` real frames."""
-        T = self.num_frames
-        if self.sampling == "consecutive":
-            # DarkLight: random offset in training, centred in test, loop short videos.
-            start = int(rng.integers(0, max(1, n - T + 1))) if self.train else max(0, (n - T) // 2)
-            return (start + np.arange(T)) % n
-        edges = np.linspace(0, n, T + 1)
-        lo = np.floor(edges[:-1]).astype(int)
-        hi = np.maximum(lo + 1, np.floor(edges[1:]).astype(int))
-        idx = rng.integers(lo, hi) if self.train else (lo + hi - 1) // 2
-        return np.minimum(idx, n - 1)
+        return sample_frame_indices(n, self.num_frames, self.sampling, self.train, rng)
 
     def _load(self, rel: str, indices: np.ndarray) -> np.ndarray:
         cache = self._cached_path(rel)
@@ -609,7 +409,13 @@ def collate_clips(batch):
     return torch.utils.data.default_collate(batch)
 
 
+
 # =========================================================================== named datasets
+
+_DATASETS = Registry("dataset")
+register_dataset = _DATASETS.register
+list_datasets = _DATASETS.names
+
 
 def _pick_subset(subset: str, allowed=("train", "test")) -> str:
     if subset not in allowed:
@@ -715,8 +521,8 @@ class SyntheticDark(VideoListDataset):
     def __init__(self, root, subset: str = "train", **clip_options):
         _pick_subset(subset)
         root = Path(root)
-        if not (root / "synthetic.json").is_file():
-            raise DatasetError(f"SyntheticDark: {root / 'synthetic.json'} not found; "
+        if not (root / SYNTHETIC_MANIFEST).is_file():
+            raise DatasetError(f"SyntheticDark: {root / SYNTHETIC_MANIFEST} not found; "
                                f"create the set with make_synthetic_dark(root)")
         clip_options.setdefault("train", subset == "train")
         # No horizontal flip: it would turn MoveLeft into MoveRight and RotateCW into RotateCCW,
@@ -726,21 +532,17 @@ class SyntheticDark(VideoListDataset):
         super().__init__(root, root / "list_cvt" / f"synthetic_split1_{subset}.txt", **clip_options)
 
 
-_BUILDERS: dict[str, Callable] = {
-    "synthetic": SyntheticDark,
-    "arid": lambda root, subset, **kw: ARID(root, subset=subset, version="1.0", **kw),
-    "arid1.5": lambda root, subset, **kw: ARID(root, subset=subset, version="1.5", **kw),
-    "arid1.1": ARID11,
-    "dark48": Dark48,
-}
+register_dataset(SyntheticDark, name="synthetic")
+register_dataset(lambda root, subset, **kw: ARID(root, subset=subset, version="1.0", **kw), name="arid")
+register_dataset(lambda root, subset, **kw: ARID(root, subset=subset, version="1.5", **kw), name="arid1.5")
+register_dataset(ARID11, name="arid1.1")
+register_dataset(Dark48, name="dark48")
 
 
 def build_dataset(name: str, root, subset: str = "train", **kw) -> VideoListDataset:
-    """Build a dataset by name: ``synthetic``, ``arid``, ``arid1.5``, ``arid1.1``, ``dark48``."""
-    key = str(name).lower()
-    if key not in _BUILDERS:
-        raise ConfigError(f"build_dataset: unknown dataset {name!r}; choose from {sorted(_BUILDERS)}")
-    return _BUILDERS[key](root, subset=subset, **kw)
+    """Build a registered dataset by name (:func:`list_datasets`): ``synthetic``, ``arid``,
+    ``arid1.5``, ``arid1.1``, ``dark48``."""
+    return _DATASETS.get(str(name).lower())(root, subset=subset, **kw)
 
 
 # =========================================================================== frame cache
@@ -764,6 +566,13 @@ def _resize_short_uint8(frames: np.ndarray, short_side: int) -> np.ndarray:
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def _check_cache_root(manifest: dict, cache_dir: Path, root_resolved: Path) -> None:
+    """A cache holds one dataset root's videos: refuse to mix another root into it."""
+    if manifest.get("root") and Path(manifest["root"]) != root_resolved:
+        raise ConfigError(f"frame cache {cache_dir} holds videos of {manifest['root']}, not of "
+                          f"{root_resolved}; give this dataset its own cache_dir (or cache_dir='')")
+
+
 def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 128,
                     on_error: str = "raise", progress: Callable[[int, int, str], None] | None = None
                     ) -> dict:
@@ -783,8 +592,9 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
     root, cache_dir = Path(root), Path(cache_dir)
     root_resolved = root.resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    marker = cache_dir / _CACHE_MANIFEST
-    old = json.loads(marker.read_text()) if marker.is_file() else {}
+    marker = cache_dir / CACHE_MANIFEST
+    old = read_json(marker) if marker.is_file() else {}
+    _check_cache_root(old, cache_dir, root_resolved)
     if old and old.get("short_side") != int(short_side):
         raise ConfigError(f"prepare_dataset: {cache_dir} holds short_side={old.get('short_side')}, "
                           f"asked {short_side}; use another cache_dir")
@@ -819,13 +629,7 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
             failed[rel] = str(exc)
             continue
         frames = _resize_short_uint8(frames, int(short_side))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.npy")
-        np.save(tmp, frames)
-        if not np.array_equal(np.load(tmp, mmap_mode="r"), frames):  # verify what was written
-            tmp.unlink()
-            raise VideoReadError(f"prepare_dataset: verification of {tmp} failed (disk error?)")
-        os.replace(tmp, out)
+        save_npy(frames, out, verify=True)  # read back before it becomes visible
         videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
         written += 1
         if progress is not None:
@@ -833,5 +637,74 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
 
     manifest = dict(format="npy-uint8-NHWC", short_side=int(short_side), root=str(root_resolved),
                     videos=videos, failed=failed, seconds=round(time.perf_counter() - t0, 3))
-    _write_text_atomic(marker, json.dumps(manifest, indent=1, sort_keys=True))
+    write_json(manifest, marker)
     return dict(manifest, written=written, reused=reused)
+
+
+
+# =========================================================================== a run's data
+
+def ensure_dataset(cfg: RunConfig) -> Path:
+    """Make ``cfg``'s data usable: the synthetic set is generated when absent (an existing one is
+    used as it is, whatever its size); a real dataset must already be in place. With
+    ``cfg.cache_dir`` the frame cache is prepared when missing (resumable, see prepare_dataset)."""
+    root = Path(cfg.data_root)
+    if cfg.dataset == "synthetic" and not (root / SYNTHETIC_MANIFEST).is_file():
+        make_synthetic_dark(root, seed=0)
+    if not root.is_dir():
+        raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
+                          "see the README section 'Real datasets'")
+    if cfg.cache_dir:
+        marker = Path(cfg.cache_dir) / CACHE_MANIFEST
+        if marker.is_file():
+            _check_cache_root(read_json(marker), Path(cfg.cache_dir), root.resolve())
+        else:
+            prepare_cache(cfg)
+    return root
+
+
+def build_datasets(cfg: RunConfig, *, train_sampling: bool = True):
+    """(train, test) datasets of ``cfg.dataset``; training clips are augmented and index-tagged."""
+    common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
+                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.cache_dir or None)
+    if cfg.dataset in ("arid", "arid1.5"):
+        common["split"] = cfg.split
+    train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling, **common)
+    test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
+    if cfg.on_error == "skip":
+        # probe every video here, in the parent process: a skip recorded inside a DataLoader
+        # worker would never reach the run's report
+        train.check()
+        test.check()
+    return train, test
+
+
+def prepare_cache(cfg: RunConfig, *, short_side: int | None = None) -> dict:
+    """Decode ``cfg``'s train and test videos once into ``cfg.cache_dir`` (uint8 frames)."""
+    if not cfg.cache_dir:
+        raise ConfigError("prepare_cache: cache_dir is empty")
+    train, test = build_datasets(cfg.replace(cache_dir=""))
+    lists = [ds.list_file for ds in (train, test)]
+    # the synthetic frames are 72 px high: keep them native rather than upscale to DarkLight's 128
+    side = short_side or (72 if cfg.dataset == "synthetic" else 128)
+    return prepare_dataset(cfg.data_root, lists, cfg.cache_dir, short_side=side)
+
+
+def enhancer_fit_frames(dataset, *, num_videos: int = 48, per_video: int = 2, seed: int = 0) -> torch.Tensor:
+    """Unlabelled native-resolution frames ``(N, 3, H, W)`` in [0, 1] from a training set, for
+    fitting Zero-DCE zero-reference."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(dataset.samples))[:num_videos]
+    frames = []
+    for i in order:
+        path = Path(dataset.root) / dataset.samples[i][0]
+        n = probe(path).num_frames
+        idx = sorted(rng.choice(n, size=min(per_video, n), replace=False).tolist())
+        frames.append(read_frames(path, idx))
+    shapes = {f.shape[1:] for f in frames}
+    if len(shapes) > 1:  # mixed resolutions: crop all to the smallest common size
+        h = min(s[0] for s in shapes)
+        w = min(s[1] for s in shapes)
+        frames = [f[:, :h, :w] for f in frames]
+    array = np.concatenate(frames)  # (N, H, W, 3) uint8
+    return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0

@@ -6,14 +6,13 @@ L_student = alpha * CE(y, s) + beta * T^2 * KL(softmax(t / T) || softmax(s / T))
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from darknb.errors import CheckpointError, ConfigError
+from darknb.files import save_torch
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, target: torch.Tensor,
@@ -82,14 +81,11 @@ class TeacherCache:
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = torch.tensor(list(self.store.keys()), dtype=torch.long).view(-1, 3)
         values = torch.stack(list(self.store.values())) if self.store else torch.empty(0)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save({"keys": keys, "logits": values, "signature": self.signature,
-                    "fill_seconds": {int(k): float(v) for k, v in self.fill_seconds.items()}}, tmp)
-        os.replace(tmp, self.path)
+        save_torch({"keys": keys, "logits": values, "signature": self.signature,
+                    "fill_seconds": {int(k): float(v) for k, v in self.fill_seconds.items()}},
+                   self.path)
 
     def load(self) -> None:
         try:

@@ -18,8 +18,6 @@ returns a tensor of the same shape (clips are enhanced frame by frame).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +25,15 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from tqdm.auto import tqdm
 
 from darknb.errors import CheckpointError, ConfigError, TrainingError
+from darknb.files import save_torch
+from darknb.registry import Registry
 
 __all__ = [
-    "Enhancer", "ZeroDCE", "ZeroDCEPP", "GammaCorrection", "IdentityEnhancer", "ENHANCERS",
-    "build_enhancer", "save_enhancer", "load_enhancer_weights", "ZeroReferenceLoss",
+    "Enhancer", "ZeroDCE", "ZeroDCEPP", "GammaCorrection", "IdentityEnhancer",
+    "build_enhancer", "list_enhancers", "register_enhancer", "save_enhancer", "load_enhancer_weights", "ZeroReferenceLoss",
     "fit_zero_reference",
 ]
 
@@ -273,17 +274,20 @@ class IdentityEnhancer(Enhancer):
 # Registry
 # ----------------------------------------------------------------------------------------------
 
-ENHANCERS = {"zerodce": ZeroDCE, "zerodce++": ZeroDCEPP, "gamma": GammaCorrection,
-             "none": IdentityEnhancer}
+_ENHANCERS = Registry("enhancer")
+register_enhancer = _ENHANCERS.register
+list_enhancers = _ENHANCERS.names
+register_enhancer(ZeroDCE, name="zerodce")
+register_enhancer(ZeroDCEPP, name="zerodce++")
+register_enhancer(GammaCorrection, name="gamma")
+register_enhancer(IdentityEnhancer, name="none")
 
 
 def build_enhancer(name: str, *, checkpoint=None, **kw) -> Enhancer:
-    """Build an enhancer by name ("zerodce", "zerodce++", "gamma", "none"). ``kw`` go to its
-    constructor; ``checkpoint`` (learned enhancers only; "" or None = keep the initial weights)
-    is loaded with ``load_enhancer_weights``."""
-    if name not in ENHANCERS:
-        raise ConfigError(f"enhancer: unknown name {name!r}; valid names: {sorted(ENHANCERS)}")
-    cls = ENHANCERS[name]
+    """Build a registered enhancer by name (:func:`list_enhancers`: "zerodce", "zerodce++",
+    "gamma", "none"). ``kw`` go to its constructor; ``checkpoint`` (learned enhancers only; "" or
+    None = keep the initial weights) is loaded with ``load_enhancer_weights``."""
+    cls = _ENHANCERS.get(name)
     try:
         enhancer = cls(**kw)
     except TypeError as err:  # e.g. build_enhancer("gamma", scale_factor=4)
@@ -316,21 +320,8 @@ def save_enhancer(enhancer: Enhancer, path) -> Path:
     leaves a truncated checkpoint where ``from_checkpoint`` would find it."""
     if not _has_weights(enhancer):
         raise ConfigError(f"save_enhancer: {type(enhancer).__name__} has no weights to save")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").clone() for k, v in enhancer.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return save_torch(state, path)
 
 
 def load_enhancer_weights(enhancer: Enhancer, path) -> Enhancer:
@@ -549,7 +540,6 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
     enhancer.train()
     iterator = range(steps)
     if progress:
-        from tqdm.auto import tqdm  # lazy: only needed for interactive runs
         iterator = tqdm(iterator, desc=f"fit {type(enhancer).__name__}")
     start = time.perf_counter()
     try:

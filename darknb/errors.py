@@ -23,3 +23,7 @@ class CheckpointError(DarknbError):
 
 class TrainingError(DarknbError):
     """Training cannot go on (e.g. a non-finite loss); the message names the step."""
+
+
+class OutputError(DarknbError, OSError):
+    """A file could not be written (full disk, permissions); the message names it and the cause."""

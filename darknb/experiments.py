@@ -11,14 +11,26 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from darknb.config import RunConfig
+from darknb.data import build_datasets
+from darknb.enhance import build_enhancer
 from darknb.errors import ConfigError
-from darknb.reports import read_json, write_json
-from darknb.train import (build_classifier, build_datasets, fit, load_teacher, teacher_cache_for,
-                          train_student)
+from darknb.files import RunDir, read_json, write_json
+from darknb.flops import count_flops, count_parameters, measure_latency
+from darknb.models import NativeResolutionTeacher, Teacher, create_model
+from darknb.reports import reported_table
+from darknb.stats import accuracy_ci, mcnemar
+from darknb.train import (
+    build_classifier,
+    fit,
+    load_teacher,
+    teacher_cache_for,
+    train_student,
+)
 
 # ----------------------------------------------------------------------------------------------
 # alpha / beta / temperature ablation
@@ -49,9 +61,8 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     run spent computing teacher logits; ``uncached_estimate_s`` = that run's time + the first run's
     teacher time, i.e. what it would have cost without the cache (measured, per run).
     """
-    import pandas as pd
-
-    out_dir = Path(cfg.output_dir) / "ablation"
+    run = RunDir(cfg.output_dir)
+    out_dir = run.subdir("ablation").root
     train_set, _ = build_datasets(cfg)
     if teacher is None:
         teacher = load_teacher(cfg, len(train_set.classes))
@@ -75,7 +86,7 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
                      "checkpoint": result["checkpoint"]})
         cache.save()
     table = pd.DataFrame(rows)
-    table.to_csv(Path(cfg.output_dir) / "ablation.csv", index=False)
+    table.to_csv(run.table("ablation"), index=False)
     return table
 
 
@@ -93,7 +104,7 @@ def cache_speedup(table) -> dict:
 
 def plot_ablation(table, *, value: str = "top1"):
     """Heatmap of alpha x beta (mean over seeds), one panel per temperature."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
 
     temps = sorted(table.temperature.unique())
     fig, axes = plt.subplots(1, len(temps), figsize=(3.6 * len(temps), 3.2), squeeze=False)
@@ -141,30 +152,11 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
         model = build_classifier(run_cfg, len(train_set.classes))
         results[name] = fit(model, train_set, test_set, run_cfg, name=name, progress=progress)
         write_json({**results[name]["metrics"], "epochs": epochs},
-                   Path(cfg.output_dir) / f"{name}_predictions.json")
+                   RunDir(cfg.output_dir).predictions(name))
     return results
 
 
-class NativeResolutionTeacher(nn.Module):
-    """The teacher as the paper runs it: Zero-DCE on native-resolution frames, then resize to the
-    classifier's input (enhancement before resizing), then the classifier."""
-
-    def __init__(self, enhancer: nn.Module, classifier: nn.Module, size: int):
-        super().__init__()
-        self.enhancer, self.classifier, self.size = enhancer, classifier, size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, T, H, W = x.shape  # native-resolution clip
-        enhanced = self.enhancer(x).clamp(0, 1)
-        frames = enhanced.transpose(1, 2).reshape(B * T, C, H, W)
-        small = torch.nn.functional.interpolate(frames, size=(self.size, self.size), mode="bilinear",
-                                                align_corners=False)
-        return self.classifier(small.reshape(B, T, C, self.size, self.size).transpose(1, 2))
-
-
 def _cost(model: nn.Module, shape, *, latency_repeats: int, device: str | None = None) -> dict:
-    from darknb.flops import count_flops, count_parameters, measure_latency
-
     flops = count_flops(model, input_shape=(1, *shape), device=device)
     row = {"params": count_parameters(model), "gflops_per_clip": flops["flops"] / 1e9,
            "uncounted_ops": ",".join(sorted(flops.get("uncounted_ops", {}) or []))}
@@ -181,9 +173,6 @@ def cost_of_models(cfg: RunConfig, num_classes: int, *, paper_latency_repeats: i
                    run_latency_repeats: int = 3) -> list[dict]:
     """Params, GFLOPs (FlopCounterMode: FLOPs = 2 x MACs) and CPU latency per clip, for the models
     as run and for their paper-size versions at the paper's input."""
-    from darknb.enhance import build_enhancer
-    from darknb.models import Teacher, create_model
-
     rows = []
     run_shape = (3, cfg.num_frames, cfg.size, cfg.size)
     baselines = BASELINES.get(cfg.model, {})
@@ -230,11 +219,6 @@ MEASURED_MODELS = {
 def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | None = None,
                      seeds_table=None, n_boot: int = 2000, epochs: int | None = None):
     """Reported rows (PAPER.md) and measured rows (this run) in one DataFrame."""
-    import pandas as pd
-
-    from darknb.reports import reported_table
-    from darknb.stats import accuracy_ci
-
     out_dir = Path(out_dir)
     measured = []
     cost_by = {}
@@ -242,7 +226,7 @@ def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | N
         key = "as_run" if row["setting"].startswith("as run") else "paper"
         cost_by[(row["model"], key)] = row
     for key, label in MEASURED_MODELS.items():
-        path = out_dir / f"{key}_predictions.json"
+        path = RunDir(out_dir).predictions(key)
         if not path.is_file():
             continue
         pred = read_json(path)
@@ -273,10 +257,8 @@ def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | N
 
 def paper_claims(out_dir: str | Path, costs: list[dict]) -> dict:
     """The paper's two claims as measured yes/no with the evidence (McNemar, cost ratios)."""
-    from darknb.stats import mcnemar
-
     out_dir = Path(out_dir)
-    teacher, student = (read_json(out_dir / f"{k}_predictions.json") for k in ("teacher", "student"))
+    teacher, student = (read_json(RunDir(out_dir).predictions(k)) for k in ("teacher", "student"))
     ti, tc = _correct(teacher)
     si, sc = _correct(student)
     if not np.array_equal(ti, si):

@@ -22,6 +22,7 @@ import warnings
 from collections import defaultdict
 from typing import Any, Iterable, Mapping, Sequence
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils import flop_counter as _fc
@@ -242,8 +243,6 @@ def cost_table(entries: Iterable[Mapping[str, Any]]) -> "pandas.DataFrame":  # n
     Columns: ``name, params_M, gflops_per_clip, latency_ms_per_clip, latency_std_ms_per_clip,
     threads, device`` (+ extras). Latency per clip is batch time / clips.
     """
-    import pandas as pd
-
     rows = []
     for i, entry in enumerate(entries):
         entry = dict(entry)

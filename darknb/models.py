@@ -10,14 +10,16 @@ Discovery follows timm: ``list_models()`` and ``create_model(name, num_classes, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
+import timm
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torchvision.models.video import r2plus1d_18
 
 from darknb.errors import CheckpointError, ConfigError
+from darknb.registry import Registry
 
 # ----------------------------------------------------------------------------------------------
 # BERT temporal head (Kalfaoglu et al. 2020, "Late Temporal Modeling in 3D CNN Architectures with
@@ -115,8 +117,6 @@ class BERTTemporalHead(nn.Module):
 
 def _timm_backbone(name: str, *, img_size: int, pretrained: str | bool, **kwargs) -> nn.Module:
     """A headless timm model. ``pretrained``: False/"" (scratch), True/"hub", or a local file."""
-    import timm
-
     if not pretrained:
         return timm.create_model(name, pretrained=False, num_classes=0, img_size=img_size, **kwargs)
     if pretrained is True or pretrained == "hub":
@@ -222,29 +222,37 @@ class Teacher(nn.Module):
         return self.classifier(enhanced.clamp(0.0, 1.0))
 
 
+class NativeResolutionTeacher(nn.Module):
+    """The teacher as the paper runs it: Zero-DCE on native-resolution frames, then resize to the
+    classifier's input (enhancement before resizing), then the classifier."""
+
+    def __init__(self, enhancer: nn.Module, classifier: nn.Module, size: int):
+        super().__init__()
+        self.enhancer, self.classifier, self.size = enhancer, classifier, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, T, H, W = x.shape  # native-resolution clip
+        enhanced = self.enhancer(x).clamp(0, 1)
+        frames = rearrange(enhanced, "b c t h w -> (b t) c h w")
+        small = F.interpolate(frames, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.classifier(rearrange(small, "(b t) c h w -> b c t h w", b=B))
+
+
 # ----------------------------------------------------------------------------------------------
 # Registry (timm style)
 # ----------------------------------------------------------------------------------------------
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    _MODELS[fn.__name__] = fn
-    return fn
-
-
-def list_models() -> list[str]:
-    return sorted(_MODELS)
+_MODELS = Registry("model")
+register_model = _MODELS.register
+list_models = _MODELS.names
 
 
 def create_model(name: str, num_classes: int, **overrides) -> nn.Module:
     """Build a registered video classifier; ``overrides`` replace the preset's keyword arguments."""
-    if name not in _MODELS:
-        raise ConfigError(f"unknown model {name!r}; registered models: {list_models()}")
+    builder = _MODELS.get(name)
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ConfigError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    return _MODELS[name](num_classes, **overrides)
+    return builder(num_classes, **overrides)
 
 
 @register_model
@@ -254,15 +262,17 @@ def vit_bert(num_classes: int, **overrides) -> ViTBERT:
     return ViTBERT(num_classes, **{**kw, **overrides})
 
 
+# The CPU-sized ViT: 3 blocks, width 64, 8x8 patches at 32 px, trained from scratch, hence per-clip
+# input standardisation (see ViTBERT). Head dropout 0.1: 0.8 (the paper's, on 512-768-d
+# features) starves a 64-d one. Shared by vit_bert_tiny and two_stream_bert_tiny.
+_TINY_VIT = dict(backbone="vit_tiny_patch16_224", img_size=32, num_frames=8, input_norm="clip",
+                 head_dropout=0.1, backbone_kwargs=dict(patch_size=8, embed_dim=64, depth=3, num_heads=4))
+
+
 @register_model
 def vit_bert_tiny(num_classes: int, **overrides) -> ViTBERT:
-    """A CPU-sized ViT (3 blocks, width 64, 8x8 patches at 32 px) + the same BERT head, trained from
-    scratch, hence per-clip input standardisation (see :class:`ViTBERT`)."""
-    kw = dict(backbone="vit_tiny_patch16_224", img_size=32, num_frames=8, input_norm="clip",
-              head_dropout=0.1,  # 0.8 (the paper's, on 512-768-d features) starves a 64-d one
-              backbone_kwargs=dict(patch_size=8, embed_dim=64, depth=3, num_heads=4))
-    kw.update(overrides)
-    return ViTBERT(num_classes, **kw)
+    """A CPU-sized ViT + the same BERT head (``_TINY_VIT``)."""
+    return ViTBERT(num_classes, **{**_TINY_VIT, **overrides})
 
 
 def num_parameters(model: nn.Module) -> int:
@@ -282,8 +292,6 @@ class R2Plus1DBERT(nn.Module):
     def __init__(self, num_classes: int, *, num_frames: int = 64, input_norm: str = "kinetics",
                  pretrained: str | bool = "", bert_heads: int = 8, head_dropout: float = 0.8):
         super().__init__()
-        from torchvision.models.video import r2plus1d_18
-
         if pretrained:
             raise ConfigError("r2plus1d_bert: pretrained weights are not wired in (IG65M/Kinetics "
                               "checkpoints are downloads); train from scratch or load a state dict")
@@ -351,7 +359,4 @@ def two_stream_bert(num_classes: int, **overrides) -> TwoStreamViTBERT:
 @register_model
 def two_stream_bert_tiny(num_classes: int, **overrides) -> TwoStreamViTBERT:
     """The two-stream on vit_bert_tiny's backbone."""
-    kw = dict(backbone="vit_tiny_patch16_224", img_size=32, num_frames=8, input_norm="clip",
-              head_dropout=0.1, backbone_kwargs=dict(patch_size=8, embed_dim=64, depth=3, num_heads=4))
-    kw.update(overrides)
-    return TwoStreamViTBERT(num_classes, **kw)
+    return TwoStreamViTBERT(num_classes, **{**_TINY_VIT, **overrides})

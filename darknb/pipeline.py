@@ -11,9 +11,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import papermill as pm
+from nbconvert import HTMLExporter
+
 from darknb.config import NOTEBOOK_DIR, PRESETS, REPO_ROOT, notebook_defaults
 from darknb.errors import ConfigError
-from darknb.reports import provenance, read_json, write_json
+from darknb.files import RunDir, read_json, write_json
+from darknb.reports import provenance
 
 NOTEBOOKS = ("00_explore", "01_teacher", "02_student", "03_ablation", "04_comparison")
 STAGES = ("teacher", "student", "student_no_kd")
@@ -36,8 +40,6 @@ def notebook_parameters(notebooks, params: dict) -> dict[str, dict]:
 
 
 def export_html(notebook_path: Path) -> Path:
-    from nbconvert import HTMLExporter
-
     body, _ = HTMLExporter().from_filename(str(notebook_path))
     html = notebook_path.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
@@ -48,8 +50,6 @@ def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict
                  notebooks=None, reports_dir: str | Path = "reports", html: bool = True,
                  kernel_name: str = "python3", log_output: bool = False) -> Path:
     """Execute the notebooks into ``reports_dir/run`` and write ``summary.json``; returns that dir."""
-    import papermill as pm
-
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
     notebooks = list(notebooks or available_notebooks())
@@ -79,19 +79,12 @@ def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict
     summary = collect_summary(out_dir)
     summary["run"] = {"name": run, "preset": preset, "params": merged, "notebooks": notebooks,
                       "seconds_per_notebook": timings, "provenance": provenance(params=merged)}
-    write_json(summary, out_dir / "summary.json")
+    write_json(summary, RunDir(out_dir).summary)
     return out_dir
 
 
 def collect_summary(out_dir: Path) -> dict:
     """Merge the per-stage JSON files the notebooks wrote (``teacher.json`` …)."""
-    summary = {}
-    for stage in STAGES:
-        path = out_dir / f"{stage}.json"
-        if path.is_file():
-            summary[stage] = read_json(path)
-    for extra in ("ablation", "comparison", "explore"):
-        path = out_dir / f"{extra}.json"
-        if path.is_file():
-            summary[extra] = read_json(path)
-    return summary
+    run = RunDir(out_dir)
+    return {name: read_json(run.stage(name)) for name in (*STAGES, "ablation", "comparison", "explore")
+            if run.stage(name).is_file()}

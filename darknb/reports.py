@@ -7,16 +7,19 @@ checksum of the data lists. Published numbers are labelled ``reported``; ours ``
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
 
 from darknb.config import REPO_ROOT
+from darknb.files import RunDir, write_json
+from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
+from darknb.video import read_stats
 
 PACKAGES = ("darknb", "torch", "torchvision", "timm", "accelerate", "decord", "av", "numpy",
             "papermill", "einops")
@@ -58,15 +61,13 @@ def dataset_files(dataset) -> list[Path]:
     list_file = getattr(dataset, "list_file", None)
     if list_file and Path(list_file).is_file():
         files.append(Path(list_file))
-    manifest = Path(getattr(dataset, "root", ".")) / "synthetic.json"
+    manifest = Path(getattr(dataset, "root", ".")) / SYNTHETIC_MANIFEST
     if manifest.is_file():
         files.append(manifest)
     return sorted(set(files))
 
 
 def provenance(*, seed: int | None = None, params: dict | None = None, datasets=()) -> dict:
-    import torch
-
     files = [f for ds in datasets for f in dataset_files(ds)]
     return {
         "git": git_state(),
@@ -80,36 +81,29 @@ def provenance(*, seed: int | None = None, params: dict | None = None, datasets=
     }
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Atomic JSON write (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.replace(tmp, path)
-    return path
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
     """What summary.json keeps of one stage: top-1/top-5, config, provenance (no per-video arrays)."""
-    from darknb import video
-
     metrics = result["metrics"]
     return {
         # which decoding path served this process's reads ("cache" reads never decode); DataLoader
         # workers keep their own counters, so with num_workers > 0 this undercounts
-        "video_reads": dict(video.read_stats), "cache_dir": getattr(cfg, "cache_dir", "") or None,
+        "video_reads": dict(read_stats), "cache_dir": getattr(cfg, "cache_dir", "") or None,
         "top1": metrics["top1"], "top5": metrics["top5"], "num_videos": metrics["num_videos"],
         "per_class": metrics["per_class"], "train_seconds": result.get("train_seconds"),
         "history": result.get("history"), "checkpoint": result.get("checkpoint"),
         "skipped": result.get("skipped", []), "config": cfg.to_dict(),
         "provenance": provenance(seed=cfg.seed, params=cfg.to_dict(), datasets=datasets),
     }
+
+
+def save_stage(out_dir, name: str, result: dict, *, cfg, datasets=(), **extra) -> dict:
+    """Write a trained stage's two files: ``<name>.json`` (:func:`stage_summary` + ``extra``) and
+    ``<name>_predictions.json`` (per-video metrics). Returns the summary."""
+    run = RunDir(out_dir)
+    summary = {**stage_summary(result, cfg=cfg, datasets=datasets), **extra}
+    write_json(summary, run.stage(name))
+    write_json(result["metrics"], run.predictions(name))
+    return summary
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,8 +136,6 @@ REPORTED = [
 
 
 def reported_table():
-    import pandas as pd
-
     return pd.DataFrame([{"source": "reported", "dataset": d, "method": m, "top1": t1, "top5": t5}
                          for d, m, t1, t5 in REPORTED])
 
@@ -155,7 +147,7 @@ def reported_table():
 
 def plot_history(history: list[dict], *, title: str = ""):
     """Training loss parts and training top-1 per epoch."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
     epochs = [h["epoch"] for h in history]
@@ -172,8 +164,7 @@ def plot_history(history: list[dict], *, title: str = ""):
 
 
 def plot_confusion(confusion, classes, *, title: str = ""):
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
 
     matrix = np.asarray(confusion, dtype=float)
     norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
@@ -192,8 +183,6 @@ def plot_confusion(confusion, classes, *, title: str = ""):
 
 def results_table(stages: dict, *, dataset: str):
     """One row per measured stage: top-1/top-5 and test-set size (labelled ``measured``)."""
-    import pandas as pd
-
     rows = [{"source": "measured", "dataset": dataset, "model": name,
              "top1": s["top1"] if "top1" in s else s["metrics"]["top1"],
              "top5": s["top5"] if "top5" in s else s["metrics"]["top5"],

@@ -10,19 +10,26 @@ atomically (temp file + rename) at the end of every epoch and loaded with ``weig
 
 from __future__ import annotations
 
-import os
-import tempfile
+import hashlib
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
 from torch import nn
+from tqdm.auto import tqdm
 
 from darknb.config import RunConfig
+from darknb.data import build_datasets, collate_clips, enhancer_fit_frames
 from darknb.distill import TeacherCache, kd_loss
+from darknb.enhance import build_enhancer, fit_zero_reference, save_enhancer
 from darknb.errors import CheckpointError, ConfigError, TrainingError
+from darknb.files import RunDir, save_torch
+from darknb.models import Teacher, create_model
 
 # Config fields that may differ between a checkpoint and the run resuming it.
 _RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error",
@@ -35,16 +42,7 @@ _RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_di
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_torch(state, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -68,65 +66,22 @@ def load_checkpoint(path: str | Path) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_datasets(cfg: RunConfig, *, train_sampling: bool = True):
-    """(train, test) datasets of ``cfg.dataset``; training clips are augmented and index-tagged."""
-    from darknb.data import build_dataset
-
-    common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
-                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.cache_dir or None)
-    if cfg.dataset in ("arid", "arid1.5"):
-        common["split"] = cfg.split
-    train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling, **common)
-    test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
-    if cfg.on_error == "skip":
-        # probe every video here, in the parent process: a skip recorded inside a DataLoader
-        # worker would never reach the run's report
-        train.check()
-        test.check()
-    return train, test
-
-
 def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
     """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``."""
-    from darknb.models import create_model
-
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
                         pretrained=cfg.pretrained)
 
 
-def enhancer_fit_frames(dataset, *, num_videos: int = 48, per_video: int = 2, seed: int = 0) -> torch.Tensor:
-    """Unlabelled native-resolution frames ``(N, 3, H, W)`` in [0, 1] from a training set."""
-    from darknb.video import probe, read_frames
-
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(dataset.samples))[:num_videos]
-    frames = []
-    for i in order:
-        path = Path(dataset.root) / dataset.samples[i][0]
-        n = probe(path).num_frames
-        idx = sorted(rng.choice(n, size=min(per_video, n), replace=False).tolist())
-        frames.append(read_frames(path, idx))
-    shapes = {f.shape[1:] for f in frames}
-    if len(shapes) > 1:  # mixed resolutions: crop all to the smallest common size
-        h = min(s[0] for s in shapes)
-        w = min(s[1] for s in shapes)
-        frames = [f[:, :h, :w] for f in frames]
-    array = np.concatenate(frames)  # (N, H, W, 3) uint8
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
-
-
 def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tuple[nn.Module, dict]:
     """The teacher's enhancer: loaded from ``cfg.enhancer_checkpoint``, or (Zero-DCE without a
     checkpoint) fitted zero-reference on the training frames and saved beside the run."""
-    from darknb.enhance import build_enhancer, fit_zero_reference, save_enhancer
-
     info: dict[str, Any] = {"name": cfg.enhancer}
     if cfg.enhancer not in ("zerodce", "zerodce++") or cfg.enhancer_checkpoint:
         enhancer = build_enhancer(cfg.enhancer, checkpoint=cfg.enhancer_checkpoint or None)
         info["source"] = cfg.enhancer_checkpoint or "analytic"
         return enhancer, info
-    fitted = out_dir / f"{cfg.enhancer.replace('+', 'p')}_fitted.pth"
+    fitted = RunDir(out_dir).fitted_enhancer(cfg.enhancer)
     if fitted.exists() and cfg.resume:
         info.update(source=str(fitted), fitted=True, reused=True)
         return build_enhancer(cfg.enhancer, checkpoint=str(fitted)), info
@@ -158,10 +113,7 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def make_accelerator(cfg: RunConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration
-
+def make_accelerator(cfg: RunConfig) -> Accelerator:
     precision = cfg.mixed_precision
     if precision == "auto":
         if torch.cuda.is_available():
@@ -174,8 +126,6 @@ def make_accelerator(cfg: RunConfig):
 
 
 def _loader(dataset, cfg: RunConfig, *, shuffle: bool, batch_size: int | None = None):
-    from darknb.data import collate_clips
-
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size or cfg.batch_size, shuffle=shuffle,
         num_workers=cfg.num_workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
@@ -183,8 +133,6 @@ def _loader(dataset, cfg: RunConfig, *, shuffle: bool, batch_size: int | None = 
 
 
 def _set_seed(seed: int) -> None:
-    import random
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -199,10 +147,6 @@ def _set_seed(seed: int) -> None:
 def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, num_workers: int = 0,
              accelerator=None, progress: bool = False) -> dict:
     """Top-1/top-5 (%), per-class accuracy, confusion matrix and per-video predictions."""
-    from tqdm.auto import tqdm
-
-    from darknb.data import collate_clips
-
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers, collate_fn=collate_clips)
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
@@ -278,10 +222,7 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
     rewritten after every epoch; an existing one is resumed when ``cfg.resume``.
     Returns ``{"name", "metrics", "history", "checkpoint", "seconds"}``.
     """
-    from tqdm.auto import tqdm
-
-    out_dir = Path(cfg.output_dir)
-    ckpt_path = out_dir / f"{name}.ckpt"
+    ckpt_path = RunDir(cfg.output_dir).checkpoint(name)
     accelerator = make_accelerator(cfg)
     _set_seed(cfg.seed)
     use_teacher = teacher is not None and cfg.beta > 0
@@ -394,8 +335,6 @@ def _teacher_logits(teacher, clips, index, cfg, epoch, cache, accelerator):
 
 def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
     """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it."""
-    from darknb.models import Teacher
-
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_set, test_set = build_datasets(cfg)
@@ -409,10 +348,7 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
 
 def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
     """Rebuild the trained teacher from its checkpoint (enhancer weights included)."""
-    from darknb.enhance import build_enhancer
-    from darknb.models import Teacher
-
-    path = Path(path) if path else Path(cfg.output_dir) / "teacher.ckpt"
+    path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
     state = load_checkpoint(path)
     saved = RunConfig.from_params(state.get("config", {}))
     teacher = Teacher(build_enhancer(saved.enhancer), build_classifier(saved, num_classes))
@@ -433,14 +369,13 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
 def teacher_cache_for(cfg: RunConfig) -> TeacherCache:
     """The run's shared cache of teacher logits (``<output_dir>/teacher_cache.pt``), valid for the
     clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was filled with."""
-    import hashlib
-
-    ckpt = Path(cfg.output_dir) / "teacher.ckpt"
+    run = RunDir(cfg.output_dir)
+    ckpt = run.checkpoint("teacher")
     fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
                                            "sampling", "cache_dir")}
     fields["teacher"] = (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) if ckpt.exists() else None
     signature = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
-    return TeacherCache(Path(cfg.output_dir) / "teacher_cache.pt", signature=signature)
+    return TeacherCache(run.teacher_cache, signature=signature)
 
 
 def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
@@ -457,33 +392,3 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
     name = name or ("student" if kd else "student_no_kd")
     return fit(student, train_set, test_set, run_cfg, name=name, teacher=teacher if kd else None,
                teacher_cache=teacher_cache, progress=progress)
-
-
-def ensure_dataset(cfg: RunConfig) -> Path:
-    """Make ``cfg``'s data usable: the synthetic set is generated when absent (an existing one is
-    used as it is, whatever its size); a real dataset must already be in place. With
-    ``cfg.cache_dir`` the frame cache is prepared when missing (resumable, see prepare_dataset)."""
-    root = Path(cfg.data_root)
-    if cfg.dataset == "synthetic" and not (root / "synthetic.json").is_file():
-        from darknb.data import make_synthetic_dark
-
-        make_synthetic_dark(root, seed=0)
-    if not root.is_dir():
-        raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
-                          "see the README section 'Real datasets'")
-    if cfg.cache_dir and not (Path(cfg.cache_dir) / "cache.json").is_file():
-        prepare_cache(cfg)
-    return root
-
-
-def prepare_cache(cfg: RunConfig, *, short_side: int | None = None) -> dict:
-    """Decode ``cfg``'s train and test videos once into ``cfg.cache_dir`` (uint8 frames)."""
-    from darknb.data import prepare_dataset
-
-    if not cfg.cache_dir:
-        raise ConfigError("prepare_cache: cache_dir is empty")
-    train, test = build_datasets(cfg.replace(cache_dir=""))
-    lists = [ds.list_file for ds in (train, test)]
-    # the synthetic frames are 72 px high: keep them native rather than upscale to DarkLight's 128
-    side = short_side or (72 if cfg.dataset == "synthetic" else 128)
-    return prepare_dataset(cfg.data_root, lists, cfg.cache_dir, short_side=side)

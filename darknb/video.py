@@ -55,6 +55,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from darknb.errors import ConfigError, VideoReadError
+from darknb.files import atomic_path
 
 __all__ = [
     "VideoInfo",
@@ -607,13 +608,18 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 30,
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ConfigError(f"write_video: frames must be uint8 (T, H, W, 3) with T > 0, got "
                           f"{frames.dtype} {frames.shape} for {path}")
-    T, H, W, _ = frames.shape
+    _, H, W, _ = frames.shape
     if H % 2 or W % 2:
         raise ConfigError(f"write_video: height and width must be even for yuv420p, got {H}x{W}")
     codec = codec or _default_codec(path.suffix.lower(), av)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    container = av.open(str(tmp), "w")
+    with atomic_path(path) as tmp:  # the container format follows tmp's suffix (path's own)
+        _encode(av, tmp, frames, codec=codec, fps=fps, gop=gop, bframes=bframes, crf=crf)
+    return path
+
+
+def _encode(av, path: Path, frames: np.ndarray, *, codec: str, fps: int, gop, bframes, crf) -> None:
+    _, H, W, _ = frames.shape
+    container = av.open(str(path), "w")
     try:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
@@ -648,10 +654,5 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 30,
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    except Exception:
+    finally:
         container.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    container.close()
-    os.replace(tmp, path)
-    return path

@@ -13,7 +13,7 @@ reader can see what the teacher sees and the student does not.
 
 Brightness is the mean of the R, G, B values in [0, 1]. Frames are decoded once (up to
 ``max_frames``); each variant is enhanced lazily, one frame at a time, and cached. ipywidgets and
-matplotlib are imported inside the functions that need them.
+matplotlib are imported inside the functions that need them (slow imports, figures only).
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from darknb.enhance import build_enhancer
 from darknb.errors import ConfigError
+from darknb.video import probe, read_frames
 
 RAW = "raw"
 # Enhancers whose output depends on learned weights: without a checkpoint they are random.
@@ -43,8 +46,6 @@ _MIN_DISPLAY_WIDTH = 240  # synthetic clips are 96 px wide: too small to judge o
 
 def load_frames(path: str | os.PathLike, *, max_frames: int = 64) -> np.ndarray:
     """The first ``min(max_frames, num_frames)`` frames of a video, uint8 ``(N, H, W, 3)``."""
-    from darknb.video import probe, read_frames
-
     if not isinstance(max_frames, int) or max_frames < 1:
         raise ConfigError(f"max_frames must be an int >= 1, got {max_frames!r}")
     n = min(probe(path).num_frames, max_frames)
@@ -58,8 +59,6 @@ def resolve_enhancers(enhancers, *, checkpoint=None) -> dict[str, nn.Module]:
     enhancer named without weights warns and is labelled "(untrained)": its output is a random
     curve, not Zero-DCE's.
     """
-    from darknb.enhance import build_enhancer
-
     if isinstance(enhancers, str):
         enhancers = (enhancers,)
     items = list(enhancers.items()) if isinstance(enhancers, Mapping) else [(n, n) for n in enhancers]
@@ -130,8 +129,6 @@ def class_counts(**subsets) -> "pandas.DataFrame":  # noqa: F821
     Rows are the classes in label order (from the first dataset's ``classes``), one column per
     subset plus ``total``; a class absent from a subset counts 0 rather than disappearing.
     """
-    import pandas as pd
-
     if not subsets:
         raise ConfigError("class_counts: give at least one dataset, e.g. train=train_set")
     classes = list(next(iter(subsets.values())).classes)
@@ -158,8 +155,6 @@ def brightness_summary(source, enhancers=("zerodce", "gamma"), *, checkpoint=Non
                        max_frames: int = 64) -> "pandas.DataFrame":  # noqa: F821
     """Per variant: mean brightness, its frame-to-frame std, and the share of pixels clipped at 1
     (>= 254.5/255: information an enhancer destroyed) and crushed at 0 (<= 0.5/255)."""
-    import pandas as pd
-
     decoded = source if isinstance(source, np.ndarray) else load_frames(source, max_frames=max_frames)
     rows = []
     for label, module in {RAW: None, **resolve_enhancers(enhancers, checkpoint=checkpoint)}.items():

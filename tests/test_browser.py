@@ -98,7 +98,8 @@ def lab_notebook(tmp_path, tiny_synthetic):
     out_dir = tmp_path / "out"
     nb = load_notebook_node(str(REPO / "notebooks" / "00_explore.ipynb"))  # papermill's own loader
     nb = parameterize_notebook(nb, dict(data_root=str(tiny_synthetic), output_dir=str(out_dir),
-                                        fit_steps=3, fit_videos=2, max_frames=6))
+                                        cache_dir=str(tmp_path / "cache"), enhancer_fit_steps=3,
+                                        max_frames=6))
     nbformat.write(nb, root / "00_explore.ipynb")
 
     token = uuid.uuid4().hex

@@ -10,7 +10,8 @@ def test_defaults_are_tiny_and_paper_preset_matches_paper():
     cfg = RunConfig()
     assert cfg.model == "vit_bert_tiny" and cfg.num_frames <= 16 and cfg.size <= 64
     paper = RunConfig.from_params(PRESETS["paper"])
-    assert (paper.model, paper.num_frames, paper.size, paper.batch_size, paper.lr) == ("vit_bert", 64, 112, 2, 1e-4)
+    assert (paper.model, paper.num_frames, paper.size, paper.batch_size, paper.lr, paper.sampling) == (
+        "vit_bert", 64, 112, 2, 1e-4, "consecutive")
     assert paper.alpha == paper.beta == 1.0
 
 
@@ -66,3 +67,34 @@ def test_run_config_from_params_ignores_notebook_only_keys_but_checks_types():
     assert cfg.lr == 0.5
     with pytest.raises(ConfigError, match="'epochs'"):
         RunConfig.from_params({"epochs": 1.5})
+
+
+def test_every_parameters_cell_agrees_with_the_config_defaults():
+    """A default is written once (RunConfig / NOTEBOOK_ONLY); a notebook's parameters cell must
+    repeat it exactly: same name, same type, same value."""
+    from darknb.config import NOTEBOOK_ONLY, defaults
+    from darknb.pipeline import available_notebooks
+
+    expected = defaults()
+    for name in available_notebooks():
+        for key, value in notebook_defaults(name).items():
+            assert key in expected, f"{name}: parameter {key!r} has no default in darknb.config"
+            assert type(value) is type(expected[key]), (name, key, value, expected[key])
+            assert value == expected[key], f"{name}: {key} = {value!r}, darknb.config says {expected[key]!r}"
+    declared = set().union(*(notebook_defaults(n) for n in available_notebooks()))
+    assert set(NOTEBOOK_ONLY) <= declared, "a notebook-only knob that no notebook declares"
+
+
+def test_the_demo_preset_is_the_defaults():
+    assert PRESETS["demo"] == {}
+    assert RunConfig.from_params(PRESETS["demo"]) == RunConfig()
+
+
+def test_registries_list_what_they_build():
+    from darknb.data import list_datasets
+    from darknb.enhance import list_enhancers
+    from darknb.models import list_models
+
+    assert {"synthetic", "arid", "arid1.5", "arid1.1", "dark48"} == set(list_datasets())
+    assert {"zerodce", "zerodce++", "gamma", "none"} == set(list_enhancers())
+    assert {"vit_bert", "vit_bert_tiny"} <= set(list_models())

@@ -7,7 +7,8 @@ import torch
 
 from darknb.config import RunConfig
 from darknb.errors import CheckpointError, ConfigError, TrainingError
-from darknb.train import (build_classifier, build_datasets, evaluate, fit, load_checkpoint, load_teacher,
+from darknb.data import build_datasets
+from darknb.train import (build_classifier, evaluate, fit, load_checkpoint, load_teacher,
                           save_checkpoint, summarize_predictions, train_student, train_teacher)
 
 
@@ -15,7 +16,7 @@ from darknb.train import (build_classifier, build_datasets, evaluate, fit, load_
 def cfg(tiny_synthetic, tmp_path):
     return RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path / "run"), epochs=2,
                      batch_size=4, lr=3e-4, num_frames=4, size=32, sampling="uniform",
-                     enhancer="gamma", seed=0)
+                     enhancer="gamma", seed=0, save_every=1)
 
 
 def _weights(path):

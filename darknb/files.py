@@ -1,0 +1,138 @@
+"""Files: atomic writes, JSON, sha256. Every file darknb writes goes through :func:`atomic_path`.
+
+A crash (or a full disk) in the middle of a write never leaves a truncated file where a reader
+would find it: the bytes go to a temporary file in the same folder, which is flushed to disk and
+then renamed over the target (``os.replace`` is atomic on POSIX and Windows). New files get the
+usual permissions (0666 minus the umask), as ``open`` gives them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from darknb.errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is synced and renamed to ``path``.
+
+    ``suffix`` ends the temporary name (default: ``path``'s own), for writers that pick a format
+    by extension (``np.save`` adds ``.npy``, PyAV picks the container). On failure the temporary
+    file is removed and the previous ``path`` (if any) is untouched; an ``OSError`` or a
+    serialisation ``RuntimeError`` (torch's "unexpected pos" on a full disk) becomes an
+    :class:`OutputError` naming the file, the cause and the free space left.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+                         f"{path.suffix if suffix is None else suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:  # the data must be on disk before the rename makes it visible
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        free = shutil.disk_usage(path.parent).free / 2**20
+        raise OutputError(f"could not write {path} ({free:.0f} MiB free on its disk): "
+                          f"{type(err).__name__}: {err}; a previous {path.name}, if any, is "
+                          "untouched") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """``obj`` as indented JSON (non-JSON values through ``str``), written atomically."""
+    return write_text(json.dumps(obj, indent=1, default=str), path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` written atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def save_npy(array: np.ndarray, path: str | os.PathLike, *, verify: bool = True) -> Path:
+    """``np.save`` written atomically; ``verify`` reads the file back before it becomes visible."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
+        if verify and not np.array_equal(np.load(tmp, mmap_mode="r"), array):
+            raise OSError(f"verification of {tmp} failed: it does not read back as written")
+    return Path(path)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class RunDir:
+    """The files of one run folder (``reports/<run>/``). Every output name is spelled here only;
+    the engine, the experiments, the notebooks and the CLI ask this class for paths."""
+
+    SUMMARY = "summary.json"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    def checkpoint(self, name: str) -> Path:
+        """Training checkpoint of a stage or baseline (``teacher.ckpt``, ``student.ckpt`` ...)."""
+        return self.root / f"{name}.ckpt"
+
+    def stage(self, name: str) -> Path:
+        """A stage's summary: top-1/top-5, config, provenance (``teacher.json`` ...)."""
+        return self.root / f"{name}.json"
+
+    def predictions(self, name: str) -> Path:
+        """Per-video predictions and metrics of a stage (``teacher_predictions.json`` ...)."""
+        return self.root / f"{name}_predictions.json"
+
+    def table(self, name: str) -> Path:
+        """A CSV table (``ablation.csv``, ``comparison.csv``, ``costs.csv``)."""
+        return self.root / f"{name}.csv"
+
+    def figure(self, name: str) -> Path:
+        return self.root / f"{name}.png"
+
+    def fitted_enhancer(self, enhancer: str) -> Path:
+        """A zero-reference-fitted enhancer (``zerodce_fitted.pth``, ``zerodcepp_fitted.pth``)."""
+        return self.root / f"{enhancer.replace('+', 'p')}_fitted.pth"
+
+    @property
+    def teacher_cache(self) -> Path:
+        return self.root / "teacher_cache.pt"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / self.SUMMARY
+
+    def subdir(self, name: str) -> "RunDir":
+        """A nested run folder (the ablation's students live in ``ablation/``)."""
+        return RunDir(self.root / name)
