@@ -103,7 +103,7 @@ def main(argv=None) -> int:
                 result = train_student(cfg, kd=args.stage == "student")
             summary = save_stage(cfg.output_dir, args.stage, result,
                                  cfg=cfg.replace(beta=0.0) if args.stage == "student_no_kd" else cfg,
-                                 datasets=build_datasets(cfg))
+                                 datasets=[d for d in build_datasets(cfg) if d is not None])
             print(f"[darknb] {args.stage}: top-1 {summary['top1']:.2f} %, top-5 {summary['top5']:.2f} % "
                   f"(measured, {cfg.dataset})")
         elif args.command == "models":

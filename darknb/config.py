@@ -41,6 +41,9 @@ class RunConfig:
     num_workers: int = 0
     cache_dir: str = "data/cache/synthetic"  # prepared frame cache, made when missing ("" = decode videos)
     on_error: str = "raise"             # raise | skip (skipped videos are counted in the report)
+    # validation (epoch / checkpoint selection): the dataset's own val list where it has one, else
+    # this fraction of the training list's groups held out (never the test list)
+    val_fraction: float = 0.15
     # model
     model: str = "vit_bert_tiny"        # vit_bert is the paper preset (ViT-B/16, 112 px, 64 frames)
     pretrained: str = ""                # "" (scratch) | "hub" | path to a timm checkpoint file
@@ -73,6 +76,7 @@ class RunConfig:
             "weight_decay": self.weight_decay >= 0, "grad_accum": self.grad_accum >= 1,
             "alpha": self.alpha >= 0, "beta": self.beta >= 0, "temperature": self.temperature > 0,
             "num_workers": self.num_workers >= 0, "enhancer_fit_steps": self.enhancer_fit_steps >= 0,
+            "val_fraction": 0.0 <= self.val_fraction < 1.0,
             "save_every": self.save_every >= 1,
             "sampling": self.sampling in ("consecutive", "uniform"),
             "on_error": self.on_error in ("raise", "skip"),

@@ -24,7 +24,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -47,12 +47,14 @@ __all__ = [
     "CACHE_MANIFEST",
     "Dark48",
     "SYNTHETIC_CLASSES",
+    "Splits",
     "SyntheticDark",
     "VideoListDataset",
     "build_dataset",
     "build_datasets",
     "collate_clips",
     "enhancer_fit_frames",
+    "group_holdout",
     "ensure_dataset",
     "list_datasets",
     "make_synthetic_dark",
@@ -284,6 +286,24 @@ class VideoListDataset(torch.utils.data.Dataset):
         k = max(names) + 1 if names else 0
         return [names.get(i, str(i)) for i in range(k)]
 
+    # ---------------------------------------------------------------- groups and validation
+    @staticmethod
+    def group_of(rel: str) -> str:
+        """The group (scene / actor) a video belongs to, for group-disjoint splits: ARID's
+        ``<Class>_<group>`` of ``<Class>/<Class>_<group>_<clip>.avi``; a name without ``_`` is its
+        own group."""
+        stem = Path(rel).stem
+        return stem.rsplit("_", 1)[0] if "_" in stem else stem
+
+    @classmethod
+    def own_val_list(cls, root) -> bool:
+        """Whether the dataset ships its own validation list (else val is a training holdout)."""
+        return False
+
+    def keep_groups(self, groups: set[str], keep: bool) -> None:
+        """Keep only the samples whose group is (``keep=True``) or is not in ``groups``."""
+        self.samples = [(rel, y) for rel, y in self.samples if (self.group_of(rel) in groups) == keep]
+
     # ---------------------------------------------------------------- bookkeeping
     @property
     def targets(self) -> list[int]:
@@ -433,10 +453,12 @@ class ARID(VideoListDataset):
     """
 
     NUM_CLASSES = 11
+    VERSION = "1.0"
 
-    def __init__(self, root, split: int = 1, subset: str = "train", version: str = "1.0",
+    def __init__(self, root, split: int = 1, subset: str = "train", version: str | None = None,
                  list_dir=None, *, train_list: str | None = None, test_list: str | None = None,
                  **clip_options):
+        version = self.VERSION if version is None else version
         if int(split) not in (1, 2, 3):
             raise ConfigError(f"ARID: split must be 1, 2 or 3, got {split}")
         if str(version) not in ("1.0", "1.5"):
@@ -460,6 +482,12 @@ class ARID(VideoListDataset):
         clip_options.setdefault("train", subset == "train")
         self.split, self.subset, self.version = int(split), subset, str(version)
         super().__init__(root, list_file, **clip_options)
+
+
+class ARIDv15(ARID):
+    """ARID v1.5: :class:`ARID` with ``version="1.5"`` (give ``train_list`` / ``test_list``)."""
+
+    VERSION = "1.5"
 
 
 class ARID11(VideoListDataset):
@@ -519,7 +547,7 @@ class SyntheticDark(VideoListDataset):
     """The synthetic dark action set written by :func:`make_synthetic_dark`."""
 
     def __init__(self, root, subset: str = "train", **clip_options):
-        _pick_subset(subset)
+        _pick_subset(subset, ("train", "val", "test"))
         root = Path(root)
         if not (root / SYNTHETIC_MANIFEST).is_file():
             raise DatasetError(f"SyntheticDark: {root / SYNTHETIC_MANIFEST} not found; "
@@ -529,20 +557,87 @@ class SyntheticDark(VideoListDataset):
         # i.e. relabel half the training clips (measured: the demo stayed at chance with it).
         clip_options.setdefault("flip", False)
         self.subset = subset
-        super().__init__(root, root / "list_cvt" / f"synthetic_split1_{subset}.txt", **clip_options)
+        list_file = self.list_file_of(root, subset)
+        if not list_file.is_file():
+            raise DatasetError(f"SyntheticDark: {list_file} not found (a set made before validation "
+                               "lists existed? regenerate it)")
+        super().__init__(root, list_file, **clip_options)
+
+    @staticmethod
+    def list_file_of(root, subset: str) -> Path:
+        return Path(root) / "list_cvt" / f"synthetic_split1_{subset}.txt"
+
+    @staticmethod
+    def group_of(rel: str) -> str:
+        """The scene number: every class is rendered in every scene (``<Class>_<scene>_<clip>``)."""
+        return Path(rel).stem.split("_")[1]
+
+    @classmethod
+    def own_val_list(cls, root) -> bool:
+        return cls.list_file_of(root, "val").is_file()
 
 
 register_dataset(SyntheticDark, name="synthetic")
-register_dataset(lambda root, subset, **kw: ARID(root, subset=subset, version="1.0", **kw), name="arid")
-register_dataset(lambda root, subset, **kw: ARID(root, subset=subset, version="1.5", **kw), name="arid1.5")
+register_dataset(ARID, name="arid")
+register_dataset(ARIDv15, name="arid1.5")
 register_dataset(ARID11, name="arid1.1")
 register_dataset(Dark48, name="dark48")
 
 
-def build_dataset(name: str, root, subset: str = "train", **kw) -> VideoListDataset:
+def group_holdout(dataset: VideoListDataset, fraction: float, *, seed: int = 0) -> set[str]:
+    """Groups of ``dataset`` held out for validation: in every class, ``round(fraction * groups)``
+    (at least one where the class has two or more) of its groups, drawn with a fixed seed, so the
+    holdout is the same for every training seed. Groups are whole scenes/actors
+    (:meth:`VideoListDataset.group_of`), so validation is group-disjoint from training as the
+    official test split is."""
+    by_class: dict[int, set[str]] = {}
+    for rel, y in dataset.samples:
+        by_class.setdefault(y, set()).add(dataset.group_of(rel))
+    rng = np.random.default_rng([seed, 4099])
+    chosen: set[str] = set()
+    for y in sorted(by_class):
+        groups = sorted(by_class[y])
+        want = max(1, round(fraction * len(groups))) if len(groups) > 1 else 0
+        have = len(chosen & set(groups))
+        for g in rng.permutation(groups):
+            if have >= want:
+                break
+            if g not in chosen:
+                chosen.add(str(g))
+                have += 1
+    return chosen
+
+
+def build_dataset(name: str, root, subset: str = "train", *, val_fraction: float = 0.0,
+                  **kw) -> VideoListDataset:
     """Build a registered dataset by name (:func:`list_datasets`): ``synthetic``, ``arid``,
-    ``arid1.5``, ``arid1.1``, ``dark48``."""
-    return _DATASETS.get(str(name).lower())(root, subset=subset, **kw)
+    ``arid1.5``, ``arid1.1``, ``dark48``; ``subset`` is ``train``, ``val`` or ``test``.
+
+    Validation: a dataset's own validation list where it has one (the synthetic set); otherwise
+    ``val`` is a group-disjoint holdout of the TRAINING list (:func:`group_holdout`,
+    ``val_fraction`` of its groups) and ``train`` excludes those groups. Never the test list, and
+    never ARID's ``*_other.txt`` lists: they share 20-26 of the 42 test groups of their split.
+    """
+    builder = _DATASETS.get(str(name).lower())
+    if subset not in ("train", "val", "test"):
+        raise ConfigError(f"build_dataset: subset must be 'train', 'val' or 'test', got {subset!r}")
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ConfigError(f"build_dataset: val_fraction must be in [0, 1), got {val_fraction!r}")
+    kw.setdefault("train", subset == "train")
+    own_val = builder.own_val_list(root)
+    if subset == "test" or own_val or (subset == "train" and not val_fraction):
+        return builder(root, subset=subset, **kw)
+    if not val_fraction:
+        raise DatasetError(f"{name}: no validation list; set val_fraction > 0 to hold out part of "
+                           "the training groups")
+    dataset = builder(root, subset="train", **kw)
+    held = group_holdout(dataset, val_fraction)
+    if not held:
+        raise DatasetError(f"{name}: cannot hold out validation groups from {dataset.list_file}: no "
+                           "class has two or more groups; use val_fraction=0 (last epoch is final)")
+    dataset.keep_groups(held, keep=subset == "val")
+    dataset.subset = subset
+    return dataset
 
 
 # =========================================================================== frame cache
@@ -663,28 +758,42 @@ def ensure_dataset(cfg: RunConfig) -> Path:
     return root
 
 
-def build_datasets(cfg: RunConfig, *, train_sampling: bool = True):
-    """(train, test) datasets of ``cfg.dataset``; training clips are augmented and index-tagged."""
+class Splits(NamedTuple):
+    """A run's datasets. ``val`` is None when the dataset has no validation list and
+    ``val_fraction`` is 0 (then the last epoch is the final model, and reports say so)."""
+
+    train: VideoListDataset
+    val: VideoListDataset | None
+    test: VideoListDataset
+
+
+def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
+    """``cfg.dataset``'s train / val / test datasets; training clips are augmented, every item is
+    index-tagged. Validation: see :func:`build_dataset` (own list, or a group holdout of train)."""
     common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
-                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.cache_dir or None)
+                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.cache_dir or None,
+                  val_fraction=cfg.val_fraction)
     if cfg.dataset in ("arid", "arid1.5"):
         common["split"] = cfg.split
     train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling, **common)
+    has_val = cfg.val_fraction > 0 or _DATASETS.get(cfg.dataset).own_val_list(cfg.data_root)
+    val = build_dataset(cfg.dataset, cfg.data_root, "val", train=False, **common) if has_val else None
     test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
     if cfg.on_error == "skip":
         # probe every video here, in the parent process: a skip recorded inside a DataLoader
         # worker would never reach the run's report
-        train.check()
-        test.check()
-    return train, test
+        for dataset in (train, val, test):
+            if dataset is not None:
+                dataset.check()
+    return Splits(train, val, test)
 
 
 def prepare_cache(cfg: RunConfig, *, short_side: int | None = None) -> dict:
     """Decode ``cfg``'s train and test videos once into ``cfg.cache_dir`` (uint8 frames)."""
     if not cfg.cache_dir:
         raise ConfigError("prepare_cache: cache_dir is empty")
-    train, test = build_datasets(cfg.replace(cache_dir=""))
-    lists = [ds.list_file for ds in (train, test)]
+    splits = build_datasets(cfg.replace(cache_dir=""))
+    lists = sorted({ds.list_file for ds in splits if ds is not None})
     # the synthetic frames are 72 px high: keep them native rather than upscale to DarkLight's 128
     side = short_side or (72 if cfg.dataset == "synthetic" else 128)
     return prepare_dataset(cfg.data_root, lists, cfg.cache_dir, short_side=side)

@@ -63,7 +63,7 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     """
     run = RunDir(cfg.output_dir)
     out_dir = run.subdir("ablation").root
-    train_set, _ = build_datasets(cfg)
+    train_set = build_datasets(cfg).train
     if teacher is None:
         teacher = load_teacher(cfg, len(train_set.classes))
     cache = teacher_cache_for(cfg)  # shared with 02_student: its KD run filled it
@@ -144,13 +144,14 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
     """
     if cfg.model not in BASELINES:
         raise ConfigError(f"no baselines defined for model {cfg.model!r}; known: {sorted(BASELINES)}")
-    train_set, test_set = build_datasets(cfg)
+    train_set, val_set, test_set = build_datasets(cfg)
     results = {}
     for name, model_name in BASELINES[cfg.model].items():
         epochs = (r2plus1d_epochs or cfg.epochs) if name == "r2plus1d_bert" else cfg.epochs
         run_cfg = cfg.replace(model=model_name, beta=0.0, epochs=epochs)
         model = build_classifier(run_cfg, len(train_set.classes))
-        results[name] = fit(model, train_set, test_set, run_cfg, name=name, progress=progress)
+        results[name] = fit(model, train_set, test_set, run_cfg, name=name, val_set=val_set,
+                            progress=progress)
         write_json({**results[name]["metrics"], "epochs": epochs},
                    RunDir(cfg.output_dir).predictions(name))
     return results

@@ -68,7 +68,7 @@ def dataset_files(dataset) -> list[Path]:
 
 
 def provenance(*, seed: int | None = None, params: dict | None = None, datasets=()) -> dict:
-    files = [f for ds in datasets for f in dataset_files(ds)]
+    files = [f for ds in datasets if ds is not None for f in dataset_files(ds)]
     return {
         "git": git_state(),
         "packages": package_versions(),
@@ -89,6 +89,7 @@ def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
         # workers keep their own counters, so with num_workers > 0 this undercounts
         "video_reads": dict(read_stats), "cache_dir": getattr(cfg, "cache_dir", "") or None,
         "top1": metrics["top1"], "top5": metrics["top5"], "num_videos": metrics["num_videos"],
+        "selection": result.get("selection"),
         "per_class": metrics["per_class"], "train_seconds": result.get("train_seconds"),
         "history": result.get("history"), "checkpoint": result.get("checkpoint"),
         "skipped": result.get("skipped", []), "config": cfg.to_dict(),

@@ -213,28 +213,34 @@ def _check_resumable(state: dict, cfg: RunConfig, path: Path) -> None:
 
 
 def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
-        teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
+        val_set=None, teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
         progress: bool = True, extra_state: dict | None = None) -> dict:
-    """Train ``model`` for ``cfg.epochs`` epochs, then evaluate it on ``test_set``.
+    """Train ``model`` for ``cfg.epochs`` epochs, select the final weights, evaluate them on
+    ``test_set`` once.
 
+    Selection: with ``val_set``, the model is evaluated on it after every epoch and the epoch of
+    the best validation top-1 (the earliest on ties) is the final model (its weights are kept in
+    ``<name>_best.ckpt``); without, the last epoch. The test set never influences the choice.
     With ``teacher`` and ``cfg.beta > 0`` the loss is :func:`kd_loss` (teacher in eval mode, frozen);
     otherwise plain cross-entropy (``alpha * CE``). The checkpoint ``<output_dir>/<name>.ckpt`` is
-    rewritten after every epoch; an existing one is resumed when ``cfg.resume``.
-    Returns ``{"name", "metrics", "history", "checkpoint", "seconds"}``.
+    rewritten every ``cfg.save_every`` epochs; an existing one is resumed when ``cfg.resume``.
+    Returns ``{"name", "metrics", "history", "checkpoint", "selection", "train_seconds", ...}``.
     """
-    ckpt_path = RunDir(cfg.output_dir).checkpoint(name)
+    run = RunDir(cfg.output_dir)
+    ckpt_path, best_path = run.checkpoint(name), run.checkpoint(f"{name}_best")
     accelerator = make_accelerator(cfg)
     _set_seed(cfg.seed)
     use_teacher = teacher is not None and cfg.beta > 0
 
     optimizer = make_optimizer(model, cfg)
-    start_epoch, history = 0, []
+    start_epoch, history, best = 0, [], {"epoch": 0, "val_top1": -1.0}
     if ckpt_path.exists() and cfg.resume:
         state = load_checkpoint(ckpt_path)
         _check_resumable(state, cfg, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+        best = dict(state.get("best", best))
         if start_epoch > cfg.epochs:
             raise CheckpointError(f"checkpoint {str(ckpt_path)!r} is at epoch {start_epoch}, past "
                                   f"epochs={cfg.epochs}")
@@ -299,6 +305,14 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
             raise TrainingError(f"{name}: epoch {epoch + 1} saw no training clip (all skipped?)")
         record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
                   "train_top1": 100.0 * correct / seen}
+        if val_set is not None:
+            record["val_top1"] = evaluate(model, val_set, batch_size=cfg.batch_size,
+                                          num_workers=cfg.num_workers, accelerator=accelerator)["top1"]
+            if record["val_top1"] > best["val_top1"]:
+                best = {"epoch": epoch + 1, "val_top1": record["val_top1"]}
+                if accelerator.is_main_process:
+                    save_checkpoint(best_path, {"model": accelerator.unwrap_model(model).state_dict(),
+                                                **best, "name": name})
         history.append(record)
         accelerator.wait_for_everyone()
         due = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
@@ -306,14 +320,31 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
             save_checkpoint(ckpt_path, {
                 "model": accelerator.unwrap_model(model).state_dict(),
                 "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
-                "config": cfg.to_dict(), "name": name, "classes": list(train_set.classes),
-                **(extra_state or {})})
+                "best": best, "config": cfg.to_dict(), "name": name,
+                "classes": list(train_set.classes), **(extra_state or {})})
     seconds = time.perf_counter() - started
+    selection = _select_final(accelerator.unwrap_model(model), best, best_path, cfg,
+                              validated=val_set is not None)
     metrics = evaluate(model, test_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                        accelerator=accelerator, progress=progress)
+    skipped = [s for ds in (train_set, val_set, test_set) for s in getattr(ds, "skipped", [])]
     return {"name": name, "metrics": metrics, "history": history, "checkpoint": str(ckpt_path),
-            "train_seconds": seconds, "teacher_seconds": teacher_seconds, "skipped": list(getattr(train_set, "skipped", []))
-            + list(getattr(test_set, "skipped", []))}
+            "selection": selection, "train_seconds": seconds, "teacher_seconds": teacher_seconds,
+            "skipped": skipped}
+
+
+def _select_final(model: nn.Module, best: dict, best_path: Path, cfg: RunConfig, *,
+                  validated: bool) -> dict:
+    """Load the weights chosen on validation into ``model`` (the last epoch's when not validated)."""
+    if not validated or cfg.epochs == 0:
+        return {"selected_on": "last_epoch", "epoch": cfg.epochs}
+    if best["epoch"] != cfg.epochs:
+        state = load_checkpoint(best_path)
+        if state.get("epoch") != best["epoch"]:
+            raise CheckpointError(f"{best_path} holds epoch {state.get('epoch')}, but the best "
+                                  f"validation epoch is {best['epoch']}; delete it and resume")
+        model.load_state_dict(state["model"])
+    return {"selected_on": "val", "epoch": best["epoch"], "val_top1": best["val_top1"]}
 
 
 def _teacher_logits(teacher, clips, index, cfg, epoch, cache, accelerator):
@@ -337,28 +368,46 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
     """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it."""
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_set, test_set = build_datasets(cfg)
+    train_set, val_set, test_set = build_datasets(cfg)
     enhancer, enhancer_info = build_teacher_enhancer(cfg, train_set, out_dir)
     teacher = Teacher(enhancer, build_classifier(cfg, len(train_set.classes)))
-    result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name="teacher",
+    result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name="teacher", val_set=val_set,
                  progress=progress, extra_state={"enhancer": enhancer_info})
     result["enhancer"] = enhancer_info
     return result
 
 
-def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
-    """Rebuild the trained teacher from its checkpoint (enhancer weights included)."""
-    path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
+def load_final_state(path: str | Path) -> dict:
+    """A finished run's checkpoint with ``"model"`` replaced by the FINAL weights: those selected
+    on validation (``<name>_best.ckpt`` beside it) when the run was validated, else the last
+    epoch's. Refuses an unfinished run."""
+    path = Path(path)
     state = load_checkpoint(path)
+    epochs = state.get("config", {}).get("epochs")
+    if state.get("epoch") != epochs:
+        raise CheckpointError(f"checkpoint {str(path)!r} is unfinished (epoch {state.get('epoch')} "
+                              f"of {epochs}); finish training first")
+    best = state.get("best", {})
+    if best.get("epoch") and best["epoch"] != state["epoch"]:
+        best_path = path.with_name(f"{path.stem}_best{path.suffix}")
+        chosen = load_checkpoint(best_path)
+        if chosen.get("epoch") != best["epoch"]:
+            raise CheckpointError(f"{best_path} holds epoch {chosen.get('epoch')}, but {path} "
+                                  f"selected epoch {best['epoch']}")
+        state = {**state, "model": chosen["model"]}
+    return state
+
+
+def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
+    """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint."""
+    path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
+    state = load_final_state(path)
     saved = RunConfig.from_params(state.get("config", {}))
     teacher = Teacher(build_enhancer(saved.enhancer), build_classifier(saved, num_classes))
     try:
         teacher.load_state_dict(state["model"])
     except RuntimeError as err:
         raise CheckpointError(f"teacher checkpoint {str(path)!r} does not fit the model: {err}") from err
-    if state.get("epoch") != saved.epochs:
-        raise CheckpointError(f"teacher checkpoint {str(path)!r} is unfinished "
-                              f"(epoch {state.get('epoch')} of {saved.epochs}); train the teacher first")
     for key in ("num_frames", "size"):
         if getattr(saved, key) != getattr(cfg, key):
             raise ConfigError(f"teacher was trained with {key}={getattr(saved, key)}, the student "
@@ -383,12 +432,12 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
                   progress: bool = True) -> dict:
     """Train the student (raw frames only). ``kd=True``: alpha*CE + beta*T^2*KL against the frozen
     teacher; ``kd=False``: the control the paper lacks, the same student with beta = 0."""
-    train_set, test_set = build_datasets(cfg)
+    train_set, val_set, test_set = build_datasets(cfg)
     num_classes = len(train_set.classes)
     if kd and cfg.beta > 0 and teacher is None:
         teacher = load_teacher(cfg, num_classes)
     student = build_classifier(cfg, num_classes)
     run_cfg = cfg if kd else cfg.replace(beta=0.0)
     name = name or ("student" if kd else "student_no_kd")
-    return fit(student, train_set, test_set, run_cfg, name=name, teacher=teacher if kd else None,
-               teacher_cache=teacher_cache, progress=progress)
+    return fit(student, train_set, test_set, run_cfg, name=name, val_set=val_set,
+               teacher=teacher if kd else None, teacher_cache=teacher_cache, progress=progress)

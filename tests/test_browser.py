@@ -99,6 +99,7 @@ def lab_notebook(tmp_path, tiny_synthetic):
     nb = load_notebook_node(str(REPO / "notebooks" / "00_explore.ipynb"))  # papermill's own loader
     nb = parameterize_notebook(nb, dict(data_root=str(tiny_synthetic), output_dir=str(out_dir),
                                         cache_dir=str(tmp_path / "cache"), enhancer_fit_steps=3,
+                                        val_fraction=0.0,
                                         max_frames=6))
     nbformat.write(nb, root / "00_explore.ipynb")
 

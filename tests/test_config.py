@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from darknb.config import PRESETS, RunConfig, notebook_defaults, validate_notebook_params, validate_params
+from darknb.config import (
+    PRESETS,
+    RunConfig,
+    notebook_defaults,
+    validate_notebook_params,
+    validate_params,
+)
 from darknb.errors import ConfigError
 
 

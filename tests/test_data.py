@@ -7,7 +7,12 @@ import os
 import pytest
 import torch
 
-from darknb.data import (SyntheticDark, VideoListDataset, collate_clips, make_synthetic_dark)
+from darknb.data import (
+    SyntheticDark,
+    VideoListDataset,
+    collate_clips,
+    make_synthetic_dark,
+)
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 
 try:

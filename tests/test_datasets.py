@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from darknb.data import (ARID, ARID11, Dark48, VideoListDataset, build_dataset, prepare_dataset,
-                         read_list)
+from darknb.data import (
+    ARID,
+    ARID11,
+    Dark48,
+    VideoListDataset,
+    build_dataset,
+    prepare_dataset,
+    read_list,
+)
 from darknb.errors import ConfigError, DatasetError
 
 try:
@@ -191,3 +198,25 @@ def test_cache_resumes_after_interruption(small_tree, tmp_path):
     assert sorted(v["frames"] for v in info["videos"].values()) == [20, 21, 22, 23]
     with pytest.raises(ConfigError, match="short_side=48"):
         prepare_dataset(small_tree, ["list.txt"], cache, short_side=128)
+
+
+def test_arid_validation_is_a_group_holdout_of_the_training_list(arid_lists, tmp_path):
+    """Never the test list, never ARID's *_other.txt (it shares test groups): a group-disjoint
+    holdout of the official training list, every class represented, the same for every seed."""
+    entries = {s: read_list(arid_lists / f"ARID_split1_{s}.txt") for s in ("train", "test")}
+    for rel, _ in entries["train"] + entries["test"]:  # placeholders: only names are read here
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).touch()
+    kw = dict(split=1, list_dir=arid_lists, val_fraction=0.15)
+    train, val = (build_dataset("arid", tmp_path, s, **kw) for s in ("train", "val"))
+    test = build_dataset("arid", tmp_path, "test", **kw)
+    groups = lambda ds: {ds.group_of(rel) for rel, _ in ds.samples}  # noqa: E731
+    assert groups(val) and groups(val).isdisjoint(groups(train))
+    assert groups(val).isdisjoint(groups(test)) and groups(train).isdisjoint(groups(test))
+    assert sorted(train.samples + val.samples) == sorted(entries["train"])
+    assert {y for _, y in val.samples} == set(range(11))
+    assert 0.10 < len(groups(val)) / (len(groups(val)) + len(groups(train))) < 0.25
+    other_seed = build_dataset("arid", tmp_path, "val", seed=5, **kw)
+    assert other_seed.samples == val.samples
+    with pytest.raises(ConfigError, match="subset"):
+        build_dataset("arid", tmp_path, "other", **kw)

@@ -18,9 +18,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from darknb.enhance import (
-    GammaCorrection, IdentityEnhancer, ZeroDCE, ZeroDCEPP, ZeroReferenceLoss,
-    build_enhancer, color_constancy_loss, exposure_loss, fit_zero_reference, list_enhancers,
-    illumination_smoothness_loss, load_enhancer_weights, save_enhancer, spatial_consistency_loss,
+    GammaCorrection,
+    IdentityEnhancer,
+    ZeroDCE,
+    ZeroDCEPP,
+    ZeroReferenceLoss,
+    build_enhancer,
+    color_constancy_loss,
+    exposure_loss,
+    fit_zero_reference,
+    illumination_smoothness_loss,
+    list_enhancers,
+    load_enhancer_weights,
+    save_enhancer,
+    spatial_consistency_loss,
 )
 from darknb.errors import CheckpointError, ConfigError, TrainingError
 

@@ -7,7 +7,7 @@ import pytest
 from darknb.errors import ConfigError
 from darknb.pipeline import NOTEBOOKS, run_pipeline
 
-TINY = dict(num_frames=4, size=32, epochs=1, batch_size=4, enhancer_fit_steps=5,
+TINY = dict(num_frames=4, size=32, epochs=1, batch_size=4, enhancer_fit_steps=5, val_fraction=0.0,
             max_frames=8, alphas=[1.0], betas=[0.0, 1.0], temperatures=[1.0, 2.0],
             r2plus1d_epochs=1, n_boot=200, run_latency_repeats=1, paper_latency_repeats=0)
 

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from darknb.errors import ConfigError
-from darknb.stats import (accuracy_ci, binomial_two_sided_p, bootstrap_ci, chi2_sf_df1, mcnemar,
-                          mean_std)
+from darknb.stats import (
+    accuracy_ci,
+    binomial_two_sided_p,
+    bootstrap_ci,
+    chi2_sf_df1,
+    mcnemar,
+    mean_std,
+)
 
 
 def test_bootstrap_ci_close_to_normal_approximation_and_seeded():

@@ -6,17 +6,27 @@ import pytest
 import torch
 
 from darknb.config import RunConfig
-from darknb.errors import CheckpointError, ConfigError, TrainingError
 from darknb.data import build_datasets
-from darknb.train import (build_classifier, evaluate, fit, load_checkpoint, load_teacher,
-                          save_checkpoint, summarize_predictions, train_student, train_teacher)
+from darknb.errors import CheckpointError, ConfigError, TrainingError
+from darknb.train import (
+    build_classifier,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_teacher,
+    save_checkpoint,
+    summarize_predictions,
+    train_student,
+    train_teacher,
+)
 
 
 @pytest.fixture
 def cfg(tiny_synthetic, tmp_path):
     return RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path / "run"), epochs=2,
                      batch_size=4, lr=3e-4, num_frames=4, size=32, sampling="uniform",
-                     enhancer="gamma", seed=0, save_every=1)
+                     enhancer="gamma", seed=0, save_every=1,
+                     val_fraction=0.0)  # 2 scenes: too few to hold one out (see test_validation_*)
 
 
 def _weights(path):
@@ -28,7 +38,7 @@ def _same(a, b):
 
 
 def test_training_is_deterministic(cfg, tmp_path):
-    train, test = build_datasets(cfg)
+    train, _, test = build_datasets(cfg)
     r1 = fit(build_classifier(cfg, 3), train, test, cfg.replace(output_dir=str(tmp_path / "a")),
              name="m", progress=False)
     torch.manual_seed(123)  # global state must not matter
@@ -40,7 +50,7 @@ def test_training_is_deterministic(cfg, tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_weights(cfg, tmp_path):
-    train, test = build_datasets(cfg)
+    train, _, test = build_datasets(cfg)
     full = fit(build_classifier(cfg, 3), train, test, cfg.replace(output_dir=str(tmp_path / "full")),
                name="m", progress=False)
 
@@ -76,7 +86,7 @@ def test_interrupted_run_resumes_to_the_same_weights(cfg, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_from_another_config(cfg, tmp_path):
-    train, test = build_datasets(cfg)
+    train, _, test = build_datasets(cfg)
     fit(build_classifier(cfg, 3), train, test, cfg.replace(epochs=1), name="m", progress=False)
     with pytest.raises(CheckpointError, match="lr"):
         fit(build_classifier(cfg, 3), train, test, cfg.replace(lr=1e-2), name="m", progress=False)
@@ -95,7 +105,7 @@ def test_corrupted_checkpoint_is_refused_with_a_clear_error(cfg, tmp_path, damag
 
 
 def test_non_finite_loss_stops_the_run_naming_the_step(cfg):
-    train, test = build_datasets(cfg)
+    train, _, test = build_datasets(cfg)
 
     class NaNModel(torch.nn.Module):
         def __init__(self):
@@ -129,7 +139,7 @@ def test_teacher_then_student_with_and_without_kd(cfg):
     assert student["history"][0]["kd"] > 0 and control["history"][0]["kd"] == 0
     assert student["history"] != control["history"]
     # the student sees raw frames only: evaluating it needs no enhancer
-    _, test = build_datasets(cfg)
+    _, _, test = build_datasets(cfg)
     model = build_classifier(cfg, 3)
     model.load_state_dict(_weights(student["checkpoint"]))
     assert evaluate(model, test)["top1"] == pytest.approx(student["metrics"]["top1"])
@@ -144,14 +154,16 @@ def test_skipped_videos_are_counted_and_reported(cfg, tiny_synthetic, tmp_path):
 
     root = tmp_path / "data"
     shutil.copytree(tiny_synthetic, root)
-    train, _ = build_datasets(cfg.replace(data_root=str(root)))
+    train = build_datasets(cfg.replace(data_root=str(root))).train
     victim = root / train.samples[0][0]
     victim.write_bytes(victim.read_bytes()[:200])  # truncated: undecodable
     with pytest.raises(VideoReadError, match=victim.name):
-        fit(build_classifier(cfg, 3), *build_datasets(cfg.replace(data_root=str(root))),
-            cfg.replace(data_root=str(root)), name="m", progress=False)
+        train, _, test = build_datasets(cfg.replace(data_root=str(root)))
+        fit(build_classifier(cfg, 3), train, test, cfg.replace(data_root=str(root)), name="m",
+            progress=False)
     skip_cfg = cfg.replace(data_root=str(root), on_error="skip", epochs=1)
-    result = fit(build_classifier(cfg, 3), *build_datasets(skip_cfg), skip_cfg, name="s", progress=False)
+    skip_train, _, skip_test = build_datasets(skip_cfg)
+    result = fit(build_classifier(cfg, 3), skip_train, skip_test, skip_cfg, name="s", progress=False)
     assert [path for path, _ in result["skipped"]] == [train.samples[0][0]]
 
 
@@ -180,7 +192,7 @@ def test_fitted_enhancer_does_not_depend_on_global_rng_history(cfg, tmp_path):
     from darknb.train import build_teacher_enhancer
 
     fit_cfg = cfg.replace(enhancer="zerodce", enhancer_fit_steps=3, resume=False)
-    train, _ = build_datasets(fit_cfg)
+    train = build_datasets(fit_cfg).train
     weights = []
     for state in (1, 2):
         torch.manual_seed(state)
@@ -189,3 +201,28 @@ def test_fitted_enhancer_does_not_depend_on_global_rng_history(cfg, tmp_path):
         assert info["fitted"] and info["steps"] == 3
         weights.append([p.detach().clone() for p in enhancer.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_validation_selects_the_final_epoch_and_never_sees_test(tmp_path):
+    """Selection happens on a group-disjoint holdout of the training list; the final model is the
+    best validation epoch's, and load_final_state returns exactly those weights."""
+    from darknb.synthetic import make_synthetic_dark
+    from darknb.train import load_final_state
+
+    root = make_synthetic_dark(tmp_path / "synth", num_classes=3, videos_per_class=12, num_frames=12,
+                               size=(48, 36), seed=0)
+    cfg = RunConfig(data_root=str(root), output_dir=str(tmp_path / "run"), epochs=3, batch_size=4,
+                    num_frames=4, size=32, cache_dir="", val_fraction=0.34, save_every=1)
+    train, val, test = build_datasets(cfg)
+    groups = lambda ds: {ds.group_of(rel) for rel, _ in ds.samples}  # noqa: E731
+    assert val is not None and len(val) and not val.train
+    assert groups(train).isdisjoint(groups(val)) and groups(val).isdisjoint(groups(test))
+    result = fit(build_classifier(cfg, 3), train, test, cfg, name="m", val_set=val, progress=False)
+    vals = [h["val_top1"] for h in result["history"]]
+    chosen = result["selection"]
+    assert chosen["selected_on"] == "val" and chosen["epoch"] == 1 + vals.index(max(vals))
+    final = load_final_state(Path(cfg.output_dir) / "m.ckpt")["model"]
+    model = build_classifier(cfg, 3)
+    model.load_state_dict(final)
+    again = evaluate(model, test, batch_size=4)
+    assert again["pred"] == result["metrics"]["pred"]
