@@ -17,13 +17,20 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torchvision.models.video import r2plus1d_18
+from torchvision.models.video.resnet import (
+    BasicBlock,
+    Conv2Plus1D,
+    R2Plus1dStem,
+    VideoResNet,
+)
 
 from darknb.errors import CheckpointError, ConfigError
 from darknb.registry import Registry
 
 # ----------------------------------------------------------------------------------------------
 # BERT temporal head (Kalfaoglu et al. 2020, "Late Temporal Modeling in 3D CNN Architectures with
-# BERT for Action Recognition"; the BERT5 module of their code, as used by DarkLight)
+# BERT for Action Recognition"; the BERT5 module of their code, LateTemporalModeling3DCNN; DarkLight's
+# ``self_attention`` is the same module with mask_prob=1, i.e. no key masking)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -47,7 +54,8 @@ class _SelfAttention(nn.Module):
 
 
 class _Block(nn.Module):
-    """Pre-norm transformer block: x + drop(attn(norm(x))); x + drop(ffn(norm(x)))."""
+    """Pre-norm transformer block: x + drop(attn(norm(x))); x + drop(ffn(norm(x))); then drop(x),
+    as BERT5's ``TransformerBlock`` (its ``forward`` ends with ``return self.dropout(x)``)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, dropout: float):
         super().__init__()
@@ -61,7 +69,8 @@ class _Block(nn.Module):
 
     def forward(self, x, key_mask):
         x = x + self.drop(self.attn(self.norm1(x), key_mask))
-        return x + self.drop(self.ffn(self.norm2(x)))
+        x = x + self.drop(self.ffn(self.norm2(x)))
+        return self.drop(x)
 
 
 class BERTTemporalHead(nn.Module):
@@ -71,6 +80,18 @@ class BERTTemporalHead(nn.Module):
     ``depth`` pre-norm blocks. During training every frame token is kept as an attention *key* with
     probability ``mask_keep_prob`` (the CLS token always), as BERT5's Bernoulli key mask. The
     classifier is Dropout(``head_dropout``) + Linear on the CLS output.
+
+    Variants: ``mask_keep_prob=0.8`` is LateTemporalModeling3DCNN's ``BERT5`` (the R(2+1)D-BERT and
+    the DL-KDD models); ``mask_keep_prob=1.0`` is DarkLight's ``self_attention`` (``mask_prob=1``:
+    it never masks). tests/test_bert5_parity.py transcribes BERT5's forward (embedding, masked
+    attention, sublayer connections, the block's final dropout) and checks equal outputs with
+    these weights. Remaining deliberate differences, kept because they are torch's standard
+    layers (and fused kernels): exact GELU (BERT5: the tanh approximation) and ``nn.LayerNorm``,
+    i.e. ``(x - mean) / sqrt(var + 1e-5)`` with the biased variance (BERT5:
+    ``(x - mean) / (std + 1e-6)`` with the unbiased std). Both change outputs by well under 1 %
+    at width 512; the parity test swaps in BERT5's forms to show the rest is equal, and bounds
+    the difference with them. BERT5 initialises the CLS token and positions with N(0, 0.02) as
+    here, and its attention dropout is always 0.1 (here ``dropout``, 0.1 by default).
     """
 
     def __init__(self, dim: int, num_classes: int, *,
@@ -284,29 +305,116 @@ def num_parameters(model: nn.Module) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-class R2Plus1DBERT(nn.Module):
-    """R(2+1)D-18 (torchvision, Tran et al. 2018) + the BERT head over its temporal feature map:
-    the raw-video R(2+1)D-BERT of Kalfaoglu et al. 2020 (DarkLight's single-stream setting).
-    The backbone downsamples time by 8, so a T-frame clip gives T/8 tokens (at least 1)."""
+def r2plus1d_34_backbone() -> VideoResNet:
+    """R(2+1)D-34 exactly as moabitcoin/ig65m-pytorch's ``r2plus1d_34`` builds it (the network
+    DarkLight and LateTemporalModeling3DCNN import with IG65M weights): torchvision's
+    ``VideoResNet(BasicBlock, [Conv2Plus1D] * 4, layers [3, 4, 6, 3], R2Plus1dStem)`` with
 
-    def __init__(self, num_classes: int, *, num_frames: int = 64, input_norm: str = "kinetics",
-                 pretrained: str | bool = "", bert_heads: int = 8, head_dropout: float = 0.8):
+    - the Caffe2 mid-planes of the first block's second conv in layers 2-4 (288, 576, 1152, not
+      torchvision's 230, 460, 921; VMZ issue 89, torchvision issue 1265), without which the IG65M
+      weights do not fit, and
+    - BatchNorm ``eps=1e-3, momentum=0.9`` as set there (ig65m-pytorch's "exact Caffe2 momentum").
+
+    The classifier ``fc`` is kept (512 -> 400) only so the key layout is torchvision's; the BERT
+    models use ``stem`` and ``layer1..4``."""
+    net = VideoResNet(block=BasicBlock, conv_makers=[Conv2Plus1D] * 4, layers=[3, 4, 6, 3],
+                      stem=R2Plus1dStem)
+    net.layer2[0].conv2[0] = Conv2Plus1D(128, 128, 288)
+    net.layer3[0].conv2[0] = Conv2Plus1D(256, 256, 576)
+    net.layer4[0].conv2[0] = Conv2Plus1D(512, 512, 1152)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.eps, m.momentum = 1e-3, 0.9
+    return net
+
+
+# ig65m-pytorch's released classifiers, by size (its README / models.py): what a file was trained on
+IG65M_HEADS = {359: "IG65M, 32-frame clips", 487: "IG65M, 8-frame clips",
+               400: "IG65M, fine-tuned on Kinetics-400"}
+_RESNET_PARTS = ("stem", "layer1", "layer2", "layer3", "layer4")  # = backbone.0 .. backbone.4
+
+
+def load_ig65m_backbone(backbone: nn.Sequential, path: str | Path) -> dict:
+    """Load an ig65m-pytorch converted checkpoint (e.g. ``r2plus1d_34_clip32_ig65m_from_scratch-
+    449a7af9.pth``, a torchvision ``VideoResNet`` state dict) into ``backbone`` =
+    ``Sequential(stem, layer1, ..., layer4)`` of :func:`r2plus1d_34_backbone`, dropping its
+    classifier (``fc.*``, 359 / 487 / 400 classes). Refuses, naming the file and the keys, any
+    file whose other keys or shapes differ. Returns ``{"file", "classes", "source"}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"IG65M checkpoint {str(path)!r} does not exist (download it from "
+                              "moabitcoin/ig65m-pytorch's releases; darknb never downloads)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise CheckpointError(f"IG65M checkpoint {str(path)!r} cannot be read: {err}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"IG65M checkpoint {str(path)!r} is not a state dict of tensors")
+    if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    # our key -> the checkpoint's (torchvision) key: backbone.0 is ``stem``, backbone.k ``layer{k}``
+    ours = backbone.state_dict()
+    theirs = {k: "{}.{}".format(_RESNET_PARTS[int(k.split(".", 1)[0])], k.split(".", 1)[1]) for k in ours}
+    expected = set(theirs.values())
+    # num_batches_tracked only counts steps (BatchNorm uses momentum): tolerated when absent
+    missing = sorted(k for k in expected - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in set(state) - expected if not k.startswith("fc."))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"IG65M checkpoint {str(path)!r} does not fit R(2+1)D-34 (ig65m-pytorch's r2plus1d_34 "
+            f"layout): missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''} "
+            f"({len(missing)}), unexpected keys {unexpected[:8]}"
+            f"{' ...' if len(unexpected) > 8 else ''} ({len(unexpected)})")
+    wrong = [f"{theirs[k]}: file {tuple(state[theirs[k]].shape)}, model {tuple(v.shape)}"
+             for k, v in ours.items() if theirs[k] in state and state[theirs[k]].shape != v.shape]
+    if wrong:
+        raise CheckpointError(f"IG65M checkpoint {str(path)!r}: wrong shapes for R(2+1)D-34 "
+                              f"({'; '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''})")
+    backbone.load_state_dict({k: state[t] for k, t in theirs.items() if t in state}, strict=False)
+    classes = int(state["fc.weight"].shape[0]) if "fc.weight" in state else None
+    return {"file": path.name, "classes": classes,
+            "source": IG65M_HEADS.get(classes, f"unknown ({classes}-class head)")}
+
+
+class R2Plus1DBERT(nn.Module):
+    """R(2+1)D (Tran et al. 2018) + the BERT head over its temporal feature map: the raw-video
+    R(2+1)D-BERT of Kalfaoglu et al. 2020 (``rgb_r2plus1d_64f_34_bert10``: BERT5, key mask keep
+    0.8, Dropout(0.8) + Linear on CLS), the paper's "R(2+1)D + BERT (DarkLight setting)" row.
+
+    ``depth=34``: :func:`r2plus1d_34_backbone`, ``pretrained`` = the local path of an ig65m-pytorch
+    checkpoint (:func:`load_ig65m_backbone`; the paper's row uses IG65M). ``depth=18``: torchvision's
+    ``r2plus1d_18``, from scratch only. The backbone downsamples time by 8 and space by 16; the
+    spatial mean (LateTemporalModeling's AvgPool3d((1, 7, 7)) at 112 px) of each of the T/8 steps
+    is one BERT token (at least 1)."""
+
+    def __init__(self, num_classes: int, *, depth: int = 18, num_frames: int = 64,
+                 input_norm: str = "kinetics", pretrained: str | bool = "", bert_heads: int = 8,
+                 head_dropout: float = 0.8, mask_keep_prob: float = 0.8, num_tokens: int | None = None):
         super().__init__()
-        if pretrained:
-            raise ConfigError("r2plus1d_bert: pretrained weights are not wired in (IG65M/Kinetics "
-                              "checkpoints are downloads); train from scratch or load a state dict")
+        if depth not in (18, 34):
+            raise ConfigError(f"R(2+1)D depth must be 18 or 34, got {depth!r}")
+        if pretrained and depth == 18:
+            raise ConfigError("r2plus1d_bert (R(2+1)D-18): pretrained weights are not wired in; use "
+                              "r2plus1d_34_bert with an ig65m-pytorch checkpoint file, or train from scratch")
+        if pretrained is True or pretrained == "hub":
+            raise ConfigError("R(2+1)D-34: pretrained must be the local path of an ig65m-pytorch "
+                              "checkpoint (e.g. r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth); "
+                              "darknb downloads nothing")
         if input_norm not in ("kinetics", "clip"):
             raise ConfigError(f"input_norm must be 'kinetics' or 'clip', got {input_norm!r}")
-        net = r2plus1d_18(weights=None)
+        net = r2plus1d_18(weights=None) if depth == 18 else r2plus1d_34_backbone()
+        self.depth = depth
         self.backbone = nn.Sequential(net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
+        self.pretrained_info = load_ig65m_backbone(self.backbone, pretrained) if pretrained else None
         self.input_norm = input_norm
-        # torchvision's Kinetics-400 video statistics
+        # torchvision's Kinetics-400 video statistics (also LateTemporalModeling's for IG65M)
         self.register_buffer("mean", torch.tensor((0.43216, 0.394666, 0.37645)).view(1, 3, 1, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor((0.22803, 0.22145, 0.216989)).view(1, 3, 1, 1, 1),
                              persistent=False)
-        self.head = BERTTemporalHead(512, num_classes, num_frames=max(1, num_frames // 8),
-                                     num_heads=bert_heads, head_dropout=head_dropout)
+        self.head = BERTTemporalHead(512, num_classes, num_frames=num_tokens or max(1, num_frames // 8),
+                                     num_heads=bert_heads, head_dropout=head_dropout,
+                                     mask_keep_prob=mask_keep_prob)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = _standardise_clip(x) if self.input_norm == "clip" else (x - self.mean) / self.std
@@ -317,13 +425,34 @@ class R2Plus1DBERT(nn.Module):
         return self.head(self.forward_features(x))
 
 
-class TwoStreamViTBERT(ViTBERT):
-    """DarkLight-style dual pathway (Chen et al. 2021): the raw clip and its gamma-corrected view
-    (GIC, gamma 1.8) go through ONE shared backbone; the BERT head attends over the 2T frame tokens
-    of both views (learned positions tell the views apart). Inference runs the backbone twice."""
+class TwoStreamR2Plus1DBERT(R2Plus1DBERT):
+    """DarkLight's dual-light network as its code builds it (Chen et al. 2021, Darklight-Pytorch
+    ``dark_light`` with ``both_flow='True'``): ONE R(2+1)D-34 (IG65M) applied to the raw clip and
+    to its gamma-corrected view (GIC, gamma 1.8), the 2 x T/8 tokens of both concatenated into
+    DarkLight's ``self_attention`` (BERT5 with ``mask_prob=1``: no key masking), Dropout(0.8) +
+    Linear on CLS. Inference runs the backbone twice."""
 
-    def __init__(self, num_classes: int, *, gamma: float = 1.8, num_frames: int = 64, **kw):
-        super().__init__(num_classes, num_frames=2 * num_frames, **kw)
+    def __init__(self, num_classes: int, *, gamma: float = 1.8, num_frames: int = 64,
+                 mask_keep_prob: float = 1.0, **kw):
+        super().__init__(num_classes, num_frames=num_frames, num_tokens=2 * max(1, num_frames // 8),
+                         mask_keep_prob=mask_keep_prob, **kw)
+        self.gamma = gamma
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        light = x.clamp(0.0, 1.0) ** (1.0 / self.gamma)
+        return torch.cat([super().forward_features(x), super().forward_features(light)], dim=1)
+
+
+class TwoStreamViTBERT(ViTBERT):
+    """DarkLight's dual pathway (Chen et al. 2021) on the student's ViT: the raw clip and its
+    gamma-corrected view (GIC, gamma 1.8) go through ONE shared backbone; the BERT head attends
+    over the 2T frame tokens of both views (learned positions tell the views apart) without key
+    masking, as DarkLight's ``self_attention`` (``mask_prob=1``). Inference runs the backbone twice.
+    DarkLight itself is :class:`TwoStreamR2Plus1DBERT` (R(2+1)D-34)."""
+
+    def __init__(self, num_classes: int, *, gamma: float = 1.8, num_frames: int = 64,
+                 mask_keep_prob: float = 1.0, **kw):
+        super().__init__(num_classes, num_frames=2 * num_frames, mask_keep_prob=mask_keep_prob, **kw)
         self.gamma = gamma
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,7 +462,8 @@ class TwoStreamViTBERT(ViTBERT):
 
 @register_model
 def r2plus1d_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
-    """Raw-video R(2+1)D-18 + BERT at the paper's clip (64 frames, 112 px)."""
+    """Raw-video R(2+1)D-18 + BERT5 at the paper's clip (64 frames, 112 px), from scratch. NOT the
+    paper's "DarkLight setting" row: that is ``r2plus1d_34_bert`` with IG65M weights."""
     kw = dict(num_frames=64)
     kw.update(overrides)
     kw.pop("img_size", None)  # convolutional: any frame size
@@ -342,7 +472,7 @@ def r2plus1d_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
 
 @register_model
 def r2plus1d_bert_tiny(num_classes: int, **overrides) -> R2Plus1DBERT:
-    """The same network, scratch-trained on CPU clips: per-clip standardisation (see ViTBERT)."""
+    """R(2+1)D-18 + BERT5, scratch-trained on CPU clips: per-clip standardisation (see ViTBERT)."""
     kw = dict(num_frames=8, input_norm="clip", head_dropout=0.1)
     kw.update(overrides)
     kw.pop("img_size", None)
@@ -350,13 +480,33 @@ def r2plus1d_bert_tiny(num_classes: int, **overrides) -> R2Plus1DBERT:
 
 
 @register_model
+def r2plus1d_34_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
+    """R(2+1)D-34 + BERT5 at the paper's clip (64 frames, 112 px): the paper's "R(2+1)D + BERT
+    (DarkLight setting)" row when ``pretrained`` is an ig65m-pytorch IG65M checkpoint file."""
+    kw = dict(depth=34, num_frames=64)
+    kw.update(overrides)
+    kw.pop("img_size", None)  # convolutional: any frame size
+    return R2Plus1DBERT(num_classes, **kw)
+
+
+@register_model
+def two_stream_r2plus1d_34_bert(num_classes: int, **overrides) -> TwoStreamR2Plus1DBERT:
+    """DarkLight (raw + gamma 1.8, one shared R(2+1)D-34, self_attention without key masking) at
+    the paper's clip; give ``pretrained`` an ig65m-pytorch IG65M checkpoint file as DarkLight does."""
+    kw = dict(depth=34, num_frames=64)
+    kw.update(overrides)
+    kw.pop("img_size", None)
+    return TwoStreamR2Plus1DBERT(num_classes, **kw)
+
+
+@register_model
 def two_stream_bert(num_classes: int, **overrides) -> TwoStreamViTBERT:
-    """DarkLight-style raw + gamma two-stream on the paper's ViT-B/16 + BERT."""
+    """DarkLight's raw + gamma two-stream (no key masking) on the paper's ViT-B/16 + BERT."""
     kw = dict(backbone="vit_base_patch16_224", img_size=112, num_frames=64)
     return TwoStreamViTBERT(num_classes, **{**kw, **overrides})
 
 
 @register_model
 def two_stream_bert_tiny(num_classes: int, **overrides) -> TwoStreamViTBERT:
-    """The two-stream on vit_bert_tiny's backbone."""
+    """The ViT two-stream (no key masking) on vit_bert_tiny's backbone."""
     return TwoStreamViTBERT(num_classes, **{**_TINY_VIT, **overrides})
