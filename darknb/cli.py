@@ -51,6 +51,13 @@ def main(argv=None) -> int:
     prep.add_argument("--cache-dir", required=True, help="where the cache goes (pass it as cache_dir later)")
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (72 for synthetic)")
+    prep.add_argument("--enhanced-cache-dir", default=None,
+                      help="also write an ENHANCED cache here: --enhancer on native-resolution frames, "
+                           "then the same resize (teacher_input=enhanced_cache, enhanced_cache_dir=...)")
+    prep.add_argument("--enhancer", default="zerodce", help="zerodce | zerodce++ | gamma | none")
+    prep.add_argument("--enhancer-checkpoint", default="",
+                      help="Zero-DCE(++) weights: the original Epoch99.pth or a run's zerodce_fitted.pth")
+    prep.add_argument("--enhancer-scale-factor", type=int, default=12, help="Zero-DCE++ only")
 
     train = sub.add_parser("train", help="train one stage outside the notebooks (works under "
                                          "`accelerate launch -m darknb train ...` for several GPUs)")
@@ -84,6 +91,22 @@ def main(argv=None) -> int:
             print(f"[darknb] cache in {args.cache_dir}: {report['written']} written, "
                   f"{report['reused']} reused, {len(report['failed'])} failed "
                   f"({report['seconds']:.1f} s)")
+            if args.enhanced_cache_dir:
+                from darknb.enhance import build_enhancer
+                from darknb.train import enhancer_kwargs
+
+                if args.enhancer in ("zerodce", "zerodce++") and not args.enhancer_checkpoint:
+                    raise DarknbError(f"--enhancer {args.enhancer} needs --enhancer-checkpoint (or "
+                                      "let `train teacher` fit it and write the enhanced cache)")
+                cfg = cfg.replace(enhancer=args.enhancer, enhancer_scale_factor=args.enhancer_scale_factor,
+                                  enhanced_cache_dir=args.enhanced_cache_dir)
+                enhancer = build_enhancer(args.enhancer, checkpoint=args.enhancer_checkpoint or None,
+                                          **enhancer_kwargs(cfg))
+                report = prepare_cache(cfg, enhancer=enhancer, short_side=report["short_side"],
+                                       cache_dir=args.enhanced_cache_dir)
+                print(f"[darknb] enhanced cache ({args.enhancer}, before resizing) in "
+                      f"{args.enhanced_cache_dir}: {report['written']} written, {report['reused']} "
+                      f"reused ({report['seconds']:.1f} s)")
         elif args.command == "train":
             from darknb.config import PRESETS, RunConfig
             from darknb.data import build_datasets, ensure_dataset

@@ -47,9 +47,21 @@ class RunConfig:
     # model
     model: str = "vit_bert_tiny"        # vit_bert is the paper preset (ViT-B/16, 112 px, 64 frames)
     pretrained: str = ""                # "" (scratch) | "hub" | path to a timm checkpoint file
+    # the R(2+1)D-34 baselines' weights: "" (scratch) or the path of an ig65m-pytorch checkpoint,
+    # e.g. r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth (the paper's IG65M row)
+    baseline_pretrained: str = ""
     enhancer: str = "zerodce"           # teacher's enhancer: zerodce | zerodce++ | gamma | none
     enhancer_checkpoint: str = ""       # "" = fit Zero-DCE zero-reference on training frames
     enhancer_fit_steps: int = 150
+    # zero-reference fit: "short" (darknb's CPU fit: lr 1e-3, 32-px crops; 128 px for Zero-DCE++) or
+    # "original" (the authors': lr 1e-4, frames resized to 256 / 512 px); see enhance.FIT_PROTOCOLS
+    enhancer_fit: str = "short"
+    enhancer_scale_factor: int = 12     # Zero-DCE++ estimates its curve at 1/12 resolution (fitted at 1)
+    # the teacher's input. "online": T_e enhances each resized training crop (needed to train the
+    # enhancer). "enhanced_cache": T_e enhanced the native-resolution frames once, before the resize
+    # (the paper's order); teacher and student then see the same crops of the same frames
+    teacher_input: str = "online"       # online | enhanced_cache
+    enhanced_cache_dir: str = ""        # "" = <output_dir>/enhanced_cache (the enhancer may be fitted per run)
     # optimisation (paper: AdamW, lr 1e-4, batch 2). lr 3e-4 for the tiny model from scratch:
     # measured, 1e-3 left it at chance and 1e-4 learns too slowly here.
     epochs: int = 100
@@ -78,6 +90,9 @@ class RunConfig:
             "num_workers": self.num_workers >= 0, "enhancer_fit_steps": self.enhancer_fit_steps >= 0,
             "val_fraction": 0.0 <= self.val_fraction < 1.0,
             "save_every": self.save_every >= 1,
+            "enhancer_fit": self.enhancer_fit in ("short", "original"),
+            "enhancer_scale_factor": self.enhancer_scale_factor >= 1,
+            "teacher_input": self.teacher_input in ("online", "enhanced_cache"),
             "sampling": self.sampling in ("consecutive", "uniform"),
             "on_error": self.on_error in ("raise", "skip"),
             "mixed_precision": self.mixed_precision in ("auto", "no", "fp16", "bf16"),

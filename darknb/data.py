@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from darknb.config import RunConfig
+from darknb.enhance import enhancer_signature
 from darknb.errors import ConfigError, DatasetError, VideoReadError
-from darknb.files import read_json, save_npy, write_json
+from darknb.files import RunDir, read_json, save_npy, write_json
 from darknb.registry import Registry
 from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
 from darknb.synthetic import (  # re-exported: callers expect them here
@@ -53,6 +54,7 @@ __all__ = [
     "build_dataset",
     "build_datasets",
     "collate_clips",
+    "enhanced_cache_dir",
     "enhancer_fit_frames",
     "group_holdout",
     "ensure_dataset",
@@ -668,9 +670,40 @@ def _check_cache_root(manifest: dict, cache_dir: Path, root_resolved: Path) -> N
                           f"{root_resolved}; give this dataset its own cache_dir (or cache_dir='')")
 
 
+ENHANCER_MANIFEST = "enhancer.json"  # an enhanced cache's enhancer, written before any frame
+
+
+def _enhance_uint8(frames: np.ndarray, enhancer, *, device, chunk: int = 16) -> np.ndarray:
+    """``enhancer`` on native-resolution uint8 frames ``(N, H, W, 3)``, back to uint8 (as if the
+    enhanced video were saved, then resized like the raw one)."""
+    out = []
+    for part in torch.from_numpy(frames).split(chunk):
+        x = part.permute(0, 3, 1, 2).float().div_(255.0).to(device)
+        with torch.no_grad():
+            y = enhancer(x).clamp_(0.0, 1.0).mul_(255.0).round_()
+        out.append(y.to("cpu", torch.uint8).permute(0, 2, 3, 1))
+    return torch.cat(out).contiguous().numpy()
+
+
+def _check_cache_enhancer(cache_dir: Path, enhancer) -> dict | None:
+    """An enhanced cache holds ONE enhancer's frames, a raw cache none: refuse to mix them."""
+    wanted = enhancer_signature(enhancer) if enhancer is not None else None
+    path = cache_dir / ENHANCER_MANIFEST
+    held = read_json(path) if path.is_file() else None
+    if held is None and wanted is not None and any(cache_dir.rglob("*.npy")):
+        raise ConfigError(f"{cache_dir} holds raw (not enhanced) frames; give the enhanced cache its "
+                          "own directory")
+    if held is not None and held != wanted:
+        raise ConfigError(f"frame cache {cache_dir} was enhanced with {held}, asked for "
+                          f"{wanted or 'raw frames'}; use another directory or delete it")
+    if wanted is not None and held is None:
+        write_json(wanted, path)
+    return wanted
+
+
 def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 128,
-                    on_error: str = "raise", progress: Callable[[int, int, str], None] | None = None
-                    ) -> dict:
+                    on_error: str = "raise", progress: Callable[[int, int, str], None] | None = None,
+                    enhancer: torch.nn.Module | None = None, device: str | None = None) -> dict:
     """Decode every video named in ``list_files`` once (sequentially: exact) into a frame cache.
 
     Each video becomes ``cache_dir/<relative path>.npy`` (uint8 ``(N, h, w, 3)``, short side
@@ -678,6 +711,13 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
     an interrupted run resumes where it stopped: finished videos are skipped. ``cache_dir/cache.json``
     (the done-marker) is written last with parameters and per-video frame counts.
     :class:`VideoListDataset` reads the cache transparently when given ``cache_dir``.
+
+    With ``enhancer`` (frozen, e.g. Zero-DCE) this writes an ENHANCED cache, the paper's order:
+    every native-resolution frame is enhanced (on ``device``, default CUDA when present), stored
+    as uint8, then resized exactly as the raw cache. A clip of item i from it is the raw clip's
+    crop of the same frames (same frame counts and sizes, so the same sampling), enhanced before
+    resizing. ``cache_dir/enhancer.json`` records the enhancer (class, settings, weights' sha256);
+    a cache made with another enhancer, or a raw one, is refused.
     Returns the manifest dict (with ``written``/``reused``/``failed`` counts).
     """
     if int(short_side) < 8:
@@ -693,6 +733,10 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
     if old and old.get("short_side") != int(short_side):
         raise ConfigError(f"prepare_dataset: {cache_dir} holds short_side={old.get('short_side')}, "
                           f"asked {short_side}; use another cache_dir")
+    signature = _check_cache_enhancer(cache_dir, enhancer)
+    if enhancer is not None:
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        enhancer = enhancer.eval().to(device)
 
     rels: list[str] = []
     for lf in list_files:
@@ -723,6 +767,8 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
                 raise
             failed[rel] = str(exc)
             continue
+        if enhancer is not None:
+            frames = _enhance_uint8(frames, enhancer, device=device)
         frames = _resize_short_uint8(frames, int(short_side))
         save_npy(frames, out, verify=True)  # read back before it becomes visible
         videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
@@ -731,7 +777,8 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
             progress(k + 1, len(rels), rel)
 
     manifest = dict(format="npy-uint8-NHWC", short_side=int(short_side), root=str(root_resolved),
-                    videos=videos, failed=failed, seconds=round(time.perf_counter() - t0, 3))
+                    videos=videos, failed=failed, seconds=round(time.perf_counter() - t0, 3),
+                    enhancer=signature)
     write_json(manifest, marker)
     return dict(manifest, written=written, reused=reused)
 
@@ -788,15 +835,26 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
     return Splits(train, val, test)
 
 
-def prepare_cache(cfg: RunConfig, *, short_side: int | None = None) -> dict:
-    """Decode ``cfg``'s train and test videos once into ``cfg.cache_dir`` (uint8 frames)."""
-    if not cfg.cache_dir:
+def prepare_cache(cfg: RunConfig, *, short_side: int | None = None, enhancer=None,
+                  cache_dir: str | os.PathLike | None = None, device: str | None = None) -> dict:
+    """Decode ``cfg``'s train and test videos once into ``cfg.cache_dir`` (uint8 frames); with
+    ``enhancer``, into the enhanced cache ``cache_dir`` (default :func:`enhanced_cache_dir`):
+    enhanced at native resolution, then resized as the raw cache (see :func:`prepare_dataset`)."""
+    if enhancer is None and not cfg.cache_dir:
         raise ConfigError("prepare_cache: cache_dir is empty")
+    target = cache_dir or (enhanced_cache_dir(cfg) if enhancer is not None else cfg.cache_dir)
     splits = build_datasets(cfg.replace(cache_dir=""))
     lists = sorted({ds.list_file for ds in splits if ds is not None})
     # the synthetic frames are 72 px high: keep them native rather than upscale to DarkLight's 128
     side = short_side or (72 if cfg.dataset == "synthetic" else 128)
-    return prepare_dataset(cfg.data_root, lists, cfg.cache_dir, short_side=side)
+    return prepare_dataset(cfg.data_root, lists, target, short_side=side, enhancer=enhancer,
+                           device=device)
+
+
+def enhanced_cache_dir(cfg: RunConfig) -> Path:
+    """Where ``cfg``'s enhanced frames live: ``cfg.enhanced_cache_dir`` or the run's own folder
+    (``<output_dir>/enhanced_cache``: a zero-reference-fitted enhancer belongs to its run)."""
+    return Path(cfg.enhanced_cache_dir) if cfg.enhanced_cache_dir else RunDir(cfg.output_dir).enhanced_cache
 
 
 def enhancer_fit_frames(dataset, *, num_videos: int = 48, per_video: int = 2, seed: int = 0) -> torch.Tensor:

@@ -17,6 +17,7 @@ returns a tensor of the same shape (clips are enhanced frame by frame).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from darknb.registry import Registry
 __all__ = [
     "Enhancer", "ZeroDCE", "ZeroDCEPP", "GammaCorrection", "IdentityEnhancer",
     "build_enhancer", "list_enhancers", "register_enhancer", "save_enhancer", "load_enhancer_weights", "ZeroReferenceLoss",
-    "fit_zero_reference",
+    "fit_zero_reference", "fit_settings", "FIT_PROTOCOLS", "enhancer_signature",
 ]
 
 
@@ -300,6 +301,18 @@ def build_enhancer(name: str, *, checkpoint=None, **kw) -> Enhancer:
     return enhancer
 
 
+def enhancer_signature(enhancer: Enhancer) -> dict:
+    """What an enhanced frame cache was made with: the class, its settings (scale factor, gamma)
+    and a sha256 of its weights, so a cache is never read with another enhancer's output."""
+    digest = hashlib.sha256()
+    for key, value in enhancer.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
+    settings = {k: getattr(enhancer, k) for k in ("scale_factor", "gamma", "iterations")
+                if hasattr(enhancer, k)}
+    return {"enhancer": type(enhancer).__name__, **settings, "weights_sha256": digest.hexdigest()}
+
+
 def _has_weights(enhancer: nn.Module) -> bool:
     return any(True for _ in enhancer.parameters())
 
@@ -487,9 +500,38 @@ def illumination_smoothness_loss(curves: torch.Tensor) -> torch.Tensor:
 # Fitting on unlabelled dark frames
 # ----------------------------------------------------------------------------------------------
 
+# How an enhancer is fitted zero-reference (``fit_zero_reference`` keyword arguments), by protocol
+# and enhancer. "original": the authors' lowlight_train.py (Zero-DCE and Zero-DCE++ alike: Adam
+# lr 1e-4, weight decay 1e-4, grad-norm clip 0.1, batch 8; the data loader RESIZES every image to
+# 256 x 256 (Zero-DCE) or 512 x 512 (Zero-DCE++), it does not crop; 200 / 100 epochs of 2,422
+# images, i.e. ~60k / ~30k steps: the step count stays ``steps``). "short": darknb's CPU fit for
+# a few hundred steps: lr 1e-3, random crops of 32 px (Zero-DCE) or 128 px (Zero-DCE++, whose
+# curve net runs on the crop at scale_factor 1; crops clip to smaller frames). Zero-DCE++ is fitted
+# at scale_factor 1 under both, as its authors trained it (see ``fit_zero_reference``).
+FIT_PROTOCOLS = {
+    "short": {"zerodce": dict(lr=1e-3, weight_decay=1e-4, grad_clip=0.1, batch_size=8, crop=32),
+              "zerodce++": dict(lr=1e-3, weight_decay=1e-4, grad_clip=0.1, batch_size=8, crop=128)},
+    "original": {"zerodce": dict(lr=1e-4, weight_decay=1e-4, grad_clip=0.1, batch_size=8,
+                                 crop=None, resize=256),
+                 "zerodce++": dict(lr=1e-4, weight_decay=1e-4, grad_clip=0.1, batch_size=8,
+                                   crop=None, resize=512)},
+}
+
+
+def fit_settings(enhancer: str, protocol: str = "short") -> dict:
+    """The ``fit_zero_reference`` keyword arguments of ``protocol`` for ``enhancer`` (see
+    ``FIT_PROTOCOLS``)."""
+    if protocol not in FIT_PROTOCOLS:
+        raise ConfigError(f"enhancer fit protocol must be one of {sorted(FIT_PROTOCOLS)}, got {protocol!r}")
+    if enhancer not in FIT_PROTOCOLS[protocol]:
+        raise ConfigError(f"enhancer {enhancer!r} cannot be fitted (only zerodce / zerodce++)")
+    return dict(FIT_PROTOCOLS[protocol][enhancer])
+
+
 def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int = 200,
                        batch_size: int = 8, crop=32, lr: float = 1e-3,
                        weight_decay: float = 1e-4, grad_clip: float = 0.1, seed: int = 0,
+                       resize: int | None = None, fit_scale_factor: int = 1,
                        loss: ZeroReferenceLoss | None = None, progress: bool = False) -> dict:
     """Fit a Zero-DCE / Zero-DCE++ enhancer on unlabelled dark frames ``(N, 3, H, W)`` in [0, 1]
     with the zero-reference losses (no paired or labelled data: Zero-DCE Sec. 3.3).
@@ -500,6 +542,14 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
     ``crop`` (int or (h, w), clipped to the frame size) takes one random crop per sampled frame;
     None uses whole frames. The default 32x32 crops cost ~7x less than whole 96x72 frames and
     fit as well (200 steps: held-out frames of mean 10/20/35 of 255 come out at ~0.44/0.56/0.65).
+    ``resize`` (with ``crop=None``) resizes every sampled frame to ``resize`` x ``resize``
+    (bilinear, antialiased, aspect not kept), as the original data loaders do (256 / 512 px).
+    ``FIT_PROTOCOLS`` / :func:`fit_settings` hold the original settings and darknb's short fit.
+
+    Zero-DCE++ (an enhancer with a ``scale_factor``) is fitted at ``fit_scale_factor`` (default 1:
+    its authors train with ``--scale_factor 1`` on 512 x 512 images and test at 12), i.e. the curve
+    net sees the crop at full resolution; its own ``scale_factor`` (what it runs at) is restored
+    afterwards. Fitting at 12 on 32-px crops would estimate a 2 x 2 curve grid.
     ``loss`` defaults to ``ZeroReferenceLoss(smoothness=enhancer.smoothness_weight)`` (200 for
     Zero-DCE, 1600 for Zero-DCE++). Deterministic for a given seed and initial weights: batches
     and crops come from a private ``torch.Generator``; the global RNG is not touched.
@@ -523,6 +573,10 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
         raise ConfigError(f"fit_zero_reference: lr must be > 0, got {lr!r}")
     N, C, H, W = frames.shape
     crop_hw = _crop_size(crop, H, W)
+    if resize is not None and (crop_hw is not None or not isinstance(resize, int) or resize < 16):
+        raise ConfigError(f"fit_zero_reference: resize={resize!r} needs crop=None and an int >= 16 "
+                          "(the exposure loss uses 16 x 16 patches)")
+    _check_positive_int(fit_scale_factor=fit_scale_factor)
     loss_fn = loss if loss is not None else ZeroReferenceLoss(
         smoothness=getattr(enhancer, "smoothness_weight", 200.0))
 
@@ -537,6 +591,9 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
     history = {k: [] for k in ("loss", "spatial", "exposure", "color", "smoothness", "brightness")}
 
     was_training = enhancer.training
+    run_scale_factor = getattr(enhancer, "scale_factor", None)
+    if run_scale_factor is not None:
+        enhancer.scale_factor = fit_scale_factor
     enhancer.train()
     iterator = range(steps)
     if progress:
@@ -546,6 +603,9 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
         for step in iterator:
             idx = torch.randint(0, N, (batch_size,), generator=gen)
             batch = _random_crops(frames, idx, crop_hw, gen).to(device)
+            if resize is not None:
+                batch = F.interpolate(batch, size=(resize, resize), mode="bilinear",
+                                      align_corners=False, antialias=True).clamp(0.0, 1.0)
             enhanced, curves = enhancer.forward_with_curves(batch)
             parts = loss_fn(enhanced, batch, curves)
             if not torch.isfinite(parts["loss"]):
@@ -561,8 +621,10 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
             history["brightness"].append(float(enhanced.detach().mean()))
             if progress:
                 iterator.set_postfix(loss=history["loss"][-1], bright=history["brightness"][-1])
-    finally:  # also on errors: leave the caller's module as it was (mode, frozen flags)
+    finally:  # also on errors: leave the caller's module as it was (mode, frozen flags, scale)
         enhancer.train(was_training)
+        if run_scale_factor is not None:
+            enhancer.scale_factor = run_scale_factor
         for p, flag in zip(params, requires_grad):
             p.requires_grad_(flag)
     history["seconds"] = time.perf_counter() - start

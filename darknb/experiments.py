@@ -26,6 +26,7 @@ from darknb.reports import reported_table
 from darknb.stats import accuracy_ci, mcnemar
 from darknb.train import (
     build_classifier,
+    enhancer_kwargs,
     fit,
     load_teacher,
     teacher_cache_for,
@@ -127,32 +128,84 @@ def plot_ablation(table, *, value: str = "top1"):
 # Baselines and the comparison table
 # ----------------------------------------------------------------------------------------------
 
-# the baselines that match each classifier preset: (raw R(2+1)D-18 + BERT, DarkLight-style two-stream)
+# The baselines that match each classifier preset. The CPU demo: R(2+1)D-18 + BERT5 from scratch
+# and the DarkLight-style two-stream on the tiny ViT. The paper preset: the paper's "R(2+1)D + BERT
+# (DarkLight setting)" (R(2+1)D-34, IG65M weights from ``cfg.baseline_pretrained``), the ViT
+# two-stream, and DarkLight itself (one R(2+1)D-34 over raw + gamma, no key masking).
 BASELINES = {
     "vit_bert_tiny": {"r2plus1d_bert": "r2plus1d_bert_tiny", "two_stream": "two_stream_bert_tiny"},
-    "vit_bert": {"r2plus1d_bert": "r2plus1d_bert", "two_stream": "two_stream_bert"},
+    "vit_bert": {"r2plus1d_bert": "r2plus1d_34_bert", "two_stream": "two_stream_bert",
+                 "darklight": "two_stream_r2plus1d_34_bert"},
 }
 PAPER_CLIP = (3, 64, 112, 112)   # C, T, H, W of the paper's input
 ARID_FRAME = (240, 320)          # ARID's native H, W: the paper enhances before resizing
 
+# What each registered classifier is, for rows that must say which backbone, depth and temporal
+# head produced them. BERT5 = LateTemporalModeling3DCNN's head (key mask keep 0.8); DarkLight's
+# ``self_attention`` is the same head without key masking (mask_prob=1).
+BERT5 = "BERT5 (1 layer, 8 heads, key mask keep 0.8)"
+DARKLIGHT_BERT = "DarkLight self_attention (BERT5, no key masking)"
+MODEL_CARDS = {
+    "vit_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=BERT5, views="1"),
+    "vit_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3, temporal_head=BERT5, views="1"),
+    "r2plus1d_bert": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1"),
+    "r2plus1d_bert_tiny": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1"),
+    "r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=BERT5, views="1"),
+    "two_stream_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=DARKLIGHT_BERT,
+                            views="2: raw + gamma 1.8, one shared backbone"),
+    "two_stream_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3,
+                                 temporal_head=DARKLIGHT_BERT, views="2: raw + gamma 1.8, one shared backbone"),
+    "two_stream_r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=DARKLIGHT_BERT,
+                                        views="2: raw + gamma 1.8, one shared backbone"),
+}
+_PAPER_SIZE = {"vit_bert_tiny": "vit_bert", "r2plus1d_bert_tiny": "r2plus1d_bert",
+               "two_stream_bert_tiny": "two_stream_bert"}  # the same network at the paper's size
+
+
+def baseline_config(cfg: RunConfig, model_name: str) -> RunConfig:
+    """A baseline's run config: no KD, and its own pre-training (R(2+1)D-34:
+    ``cfg.baseline_pretrained``; R(2+1)D-18: scratch; the ViT two-stream: the student's)."""
+    depth = MODEL_CARDS.get(model_name, {}).get("depth")
+    backbone = MODEL_CARDS.get(model_name, {}).get("backbone", "")
+    pretrained = cfg.pretrained
+    if backbone.startswith("R(2+1)D"):
+        pretrained = cfg.baseline_pretrained if depth == 34 else ""
+    return cfg.replace(model=model_name, beta=0.0, pretrained=pretrained)
+
+
+def describe_pretraining(model_name: str, pretrained: str, info: dict | None = None) -> str:
+    """Where a classifier's initial weights came from, in words."""
+    if not pretrained:
+        return "none (from scratch)"
+    if info:  # an ig65m-pytorch checkpoint: what its classifier says it was trained on
+        return f"{info['source']} ({info['file']})"
+    if pretrained == "hub":
+        return f"timm hub weights ({MODEL_CARDS.get(model_name, {}).get('backbone', model_name)})"
+    return f"file {Path(pretrained).name}"
+
 
 def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progress: bool = False) -> dict:
-    """Train the raw R(2+1)D-18 + BERT and the two-stream on the same data and optimiser.
+    """Train ``BASELINES[cfg.model]`` on the same data and optimiser as the student.
 
-    ``r2plus1d_epochs`` (default ``cfg.epochs``) shortens only the R(2+1)D-18 run: with 34 M
-    parameters it costs ~30x a tiny ViT step on CPU. The epochs are recorded with the predictions.
+    ``r2plus1d_epochs`` (default ``cfg.epochs``) shortens only the R(2+1)D runs: R(2+1)D-18 with
+    34 M parameters costs ~30x a tiny ViT step on CPU. Each predictions file records the model,
+    its pre-training and its epochs (what :func:`comparison_table` names the row by).
     """
     if cfg.model not in BASELINES:
         raise ConfigError(f"no baselines defined for model {cfg.model!r}; known: {sorted(BASELINES)}")
     train_set, val_set, test_set = build_datasets(cfg)
     results = {}
     for name, model_name in BASELINES[cfg.model].items():
-        epochs = (r2plus1d_epochs or cfg.epochs) if name == "r2plus1d_bert" else cfg.epochs
-        run_cfg = cfg.replace(model=model_name, beta=0.0, epochs=epochs)
+        r2plus1d = MODEL_CARDS[model_name]["backbone"].startswith("R(2+1)D")
+        epochs = (r2plus1d_epochs or cfg.epochs) if r2plus1d else cfg.epochs
+        run_cfg = baseline_config(cfg, model_name).replace(epochs=epochs)
         model = build_classifier(run_cfg, len(train_set.classes))
+        info = getattr(model, "pretrained_info", None)
         results[name] = fit(model, train_set, test_set, run_cfg, name=name, val_set=val_set,
                             progress=progress)
-        write_json({**results[name]["metrics"], "epochs": epochs},
+        write_json({**results[name]["metrics"], "epochs": epochs, "model": model_name,
+                    "pretrained": run_cfg.pretrained, "pretrained_info": info,
+                    "config": run_cfg.to_dict()},
                    RunDir(cfg.output_dir).predictions(name))
     return results
 
@@ -170,34 +223,63 @@ def _cost(model: nn.Module, shape, *, latency_repeats: int, device: str | None =
     return row
 
 
+def _architecture(model_name: str) -> str:
+    card = MODEL_CARDS[model_name]
+    views = " x 2 views (raw + gamma, shared)" if card["views"] != "1" else ""
+    return f"{card['backbone']} (depth {card['depth']}){views} + {card['temporal_head']}"
+
+
 def cost_of_models(cfg: RunConfig, num_classes: int, *, paper_latency_repeats: int = 1,
                    run_latency_repeats: int = 3) -> list[dict]:
     """Params, GFLOPs (FlopCounterMode: FLOPs = 2 x MACs) and CPU latency per clip, for the models
-    as run and for their paper-size versions at the paper's input."""
+    as run and for their paper-size versions at the paper's input; ``architecture`` names each.
+
+    Paper size always includes DarkLight's real network (``darklight``: one R(2+1)D-34 run on the
+    raw and the gamma clip, ~1,219 GFLOPs) and R(2+1)D-34 + BERT5 (``r2plus1d_34_bert``, ~609),
+    beside the ViT two-stream. Rows for networks this run did not train are reference costs:
+    FLOPs and parameters only (their CPU latency at paper size would take minutes on CPU)."""
+    def enhancer():  # the teacher's enhancer as configured (Zero-DCE++'s scale factor)
+        return build_enhancer(cfg.enhancer, **enhancer_kwargs(cfg))
+
     rows = []
     run_shape = (3, cfg.num_frames, cfg.size, cfg.size)
     baselines = BASELINES.get(cfg.model, {})
+    cards = {"teacher": cfg.model, "student": cfg.model, **baselines}
     as_run = {
-        "teacher": lambda: Teacher(build_enhancer(cfg.enhancer), build_classifier(cfg, num_classes)),
+        "teacher": lambda: Teacher(enhancer(), build_classifier(cfg, num_classes)),
         "student": lambda: build_classifier(cfg, num_classes),
-        **{name: (lambda m=m: build_classifier(cfg.replace(model=m), num_classes))
+        **{name: (lambda m=m: build_classifier(baseline_config(cfg, m).replace(pretrained=""), num_classes))
            for name, m in baselines.items()},
     }
     for name, make in as_run.items():
+        arch = _architecture(cards[name])
         rows.append({"model": name, "setting": f"as run ({cfg.model}, 3x{cfg.num_frames}x{cfg.size}x{cfg.size})",
+                     "architecture": f"{cfg.enhancer} on the crop + {arch}" if name == "teacher" else arch,
                      **_cost(make(), run_shape, latency_repeats=run_latency_repeats)})
     C, T, H, W = PAPER_CLIP
+    full = {name: _PAPER_SIZE.get(m, m) for name, m in baselines.items()}
+    reference = {"r2plus1d_34_bert": "r2plus1d_34_bert", "darklight": "two_stream_r2plus1d_34_bert"}
+    full.update({k: m for k, m in reference.items() if m not in full.values()})
+    student = _PAPER_SIZE.get(cfg.model, cfg.model)
     paper = {
-        "student": (lambda: create_model("vit_bert", num_classes), PAPER_CLIP),
-        "teacher": (lambda: NativeResolutionTeacher(build_enhancer(cfg.enhancer),
-                                                    create_model("vit_bert", num_classes), H),
+        "student": (student, lambda: create_model(student, num_classes), PAPER_CLIP),
+        "teacher": (student, lambda: NativeResolutionTeacher(enhancer(), create_model(student, num_classes), H),
                     (C, T, *ARID_FRAME)),
-        "r2plus1d_bert": (lambda: create_model("r2plus1d_bert", num_classes), PAPER_CLIP),
-        "two_stream": (lambda: create_model("two_stream_bert", num_classes), PAPER_CLIP),
+        **{name: (m, lambda m=m: create_model(m, num_classes), PAPER_CLIP) for name, m in full.items()},
     }
-    for name, (make, shape) in paper.items():
+    for name, (model_name, make, shape) in paper.items():
+        arch = _architecture(model_name)
+        trained = name in ("student", "teacher") or name in baselines
+        repeats = paper_latency_repeats if trained else 0
+        if repeats:
+            model = make()
+        else:  # FLOPs only: build on the meta device, no weights at all
+            with torch.device("meta"):
+                model = make()
         rows.append({"model": name, "setting": f"paper size (input 3x{shape[1]}x{shape[2]}x{shape[3]})",
-                     **_cost(make(), shape, latency_repeats=paper_latency_repeats, device="meta")})
+                     "architecture": (f"{cfg.enhancer} on native {ARID_FRAME[0]}x{ARID_FRAME[1]} frames, "
+                                      f"resized to {H} + {arch}") if name == "teacher" else arch,
+                     **_cost(model, shape, latency_repeats=repeats, device="meta")})
     return rows
 
 
@@ -208,13 +290,54 @@ def _correct(predictions: dict) -> tuple[np.ndarray, np.ndarray]:
     return idx, (np.asarray(predictions["pred"]) == np.asarray(predictions["labels"]))[order].astype(int)
 
 
-MEASURED_MODELS = {
-    "teacher": "Teacher: Zero-DCE + ViT + BERT",
-    "student": "Student: ViT + BERT, KD (raw frames)",
+MEASURED_MODELS = {  # role of each measured row; its network is named from what was run
+    "teacher": "Teacher",
+    "student": "Student, KD",
     "student_no_kd": "Student without KD (beta = 0)",
-    "r2plus1d_bert": "R(2+1)D-18 + BERT (raw frames)",
-    "two_stream": "Two-stream raw + gamma (DarkLight-style)",
+    "r2plus1d_bert": "R(2+1)D + BERT",
+    "two_stream": "Two-stream raw + gamma (DarkLight-style, student's backbone)",
+    "darklight": "DarkLight two-stream",
 }
+
+# The published rows' networks, where the papers say (PAPER.md "Facts measured for this project").
+REPORTED_CARDS = {
+    "R(2+1)D + BERT (DarkLight setting)": dict(backbone="R(2+1)D", depth=34, pretraining="IG65M",
+                                               temporal_head=BERT5, input="raw frames"),
+    "DarkLight": dict(backbone="R(2+1)D", depth=34, pretraining="IG65M", temporal_head=DARKLIGHT_BERT,
+                      input="raw + gamma 1.8 (2 views, one shared backbone)"),
+    "DL-KDD teacher: ZeroDCE + ViT + BERT": dict(backbone="ViT (size not stated)", pretraining="IG65M (as stated)",
+                                                 temporal_head="BERT", input="Zero-DCE on original frames, then 112 px"),
+    "DL-KDD student: ViT + BERT": dict(backbone="ViT (size not stated)", pretraining="IG65M (as stated)",
+                                       temporal_head="BERT", input="raw frames"),
+}
+
+
+def describe_row(out_dir: str | Path, key: str, predictions: dict) -> dict:
+    """What produced measured row ``key``: backbone, depth, pre-training, temporal head, input and
+    protocol (clip and evaluation views), from its predictions file (baselines) or stage summary
+    (teacher / student)."""
+    run = RunDir(out_dir)
+    stage = read_json(run.stage(key)) if run.stage(key).is_file() else {}
+    config = predictions.get("config") or stage.get("config") or {}
+    model_name = predictions.get("model") or config.get("model", "")
+    card = MODEL_CARDS.get(model_name, {})
+    enhancer = stage.get("enhancer") or {}
+    if key == "teacher":
+        where = ("on native-resolution frames, before resizing (enhanced cache)"
+                 if enhancer.get("teacher_input", config.get("teacher_input")) == "enhanced_cache"
+                 else f"on the resized {config.get('size', '?')}-px crop (online)")
+        source = enhancer.get("source", "")
+        fitted = "fitted zero-reference" if enhancer.get("fitted") else f"weights {Path(source).name}" if source else ""
+        frames = f"{config.get('enhancer', '?')} {where}" + (f", {fitted}" if fitted else "")
+    else:
+        frames = "raw + gamma 1.8" if card.get("views", "1") != "1" else "raw frames"
+    views = predictions.get("protocol") or stage.get("protocol") or "1 centre clip x 1 centre crop"
+    return {"model": model_name, "backbone": card.get("backbone", model_name), "depth": card.get("depth"),
+            "pretraining": describe_pretraining(model_name, config.get("pretrained", ""),
+                                                predictions.get("pretrained_info")),
+            "temporal_head": card.get("temporal_head"), "input": frames,
+            "protocol": (f"{config.get('num_frames', '?')}x{config.get('size', '?')}x{config.get('size', '?')} "
+                         f"{config.get('sampling', '?')} clips; test: {views}")}
 
 
 def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | None = None,
@@ -233,9 +356,12 @@ def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | N
         pred = read_json(path)
         _, correct = _correct(pred)
         ci = accuracy_ci(correct, n_boot=n_boot)
-        base = key if key in ("teacher", "r2plus1d_bert", "two_stream") else "student"
+        base = key if key in ("teacher", "r2plus1d_bert", "two_stream", "darklight") else "student"
         run_cost, paper_cost = cost_by.get((base, "as_run"), {}), cost_by.get((base, "paper"), {})
-        row = {"source": "measured", "dataset": dataset, "method": label,
+        what = describe_row(out_dir, key, pred)
+        depth = f"-{what['depth']}" if what["backbone"].startswith("R(2+1)D") else ""
+        method = f"{label}: {what['backbone']}{depth}, pre-training {what['pretraining']}; {what['input']}"
+        row = {"source": "measured", "dataset": dataset, "method": method, **what,
                "top1": pred["top1"], "top5": pred["top5"],
                "top1_ci95_low": ci["low"], "top1_ci95_high": ci["high"], "test_videos": len(correct),
                "epochs": pred.get("epochs", epochs),
@@ -253,7 +379,10 @@ def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | N
                 row["top1_seed_std"] = float(sub.top1.std(ddof=1))
                 row["seeds"] = int(len(sub.seed.unique()))
         measured.append(row)
-    return pd.concat([reported_table(), pd.DataFrame(measured)], ignore_index=True)
+    reported = reported_table()
+    for column in ("backbone", "depth", "pretraining", "temporal_head", "input"):
+        reported[column] = [REPORTED_CARDS.get(m, {}).get(column) for m in reported.method]
+    return pd.concat([reported, pd.DataFrame(measured)], ignore_index=True)
 
 
 def paper_claims(out_dir: str | Path, costs: list[dict]) -> dict:
@@ -273,7 +402,7 @@ def paper_claims(out_dir: str | Path, costs: list[dict]) -> dict:
 
     beats = student["top1"] > teacher["top1"]
     cheaper = all(by[("student", s)]["gflops_per_clip"] < by[(m, s)]["gflops_per_clip"]
-                  for s in ("as", "paper") for m in ("teacher", "two_stream") if (m, s) in by)
+                  for s in ("as", "paper") for m in ("teacher", "two_stream", "darklight") if (m, s) in by)
     return {
         "student_beats_teacher": {
             "measured": bool(beats), "student_top1": student["top1"], "teacher_top1": teacher["top1"],
@@ -284,6 +413,7 @@ def paper_claims(out_dir: str | Path, costs: list[dict]) -> dict:
                                             "paper_size": ratio("teacher", "paper", "gflops_per_clip")},
             "two_stream_over_student_gflops": {"as_run": ratio("two_stream", "as", "gflops_per_clip"),
                                                "paper_size": ratio("two_stream", "paper", "gflops_per_clip")},
+            "darklight_over_student_gflops": {"paper_size": ratio("darklight", "paper", "gflops_per_clip")},
             "teacher_over_student_latency": {"as_run": ratio("teacher", "as", "latency_ms_per_clip"),
                                              "paper_size": ratio("teacher", "paper", "latency_ms_per_clip")}},
     }

@@ -130,6 +130,11 @@ class RunDir:
         return self.root / "teacher_cache.pt"
 
     @property
+    def enhanced_cache(self) -> Path:
+        """Frames enhanced at native resolution by this run's enhancer (``teacher_input="enhanced_cache"``)."""
+        return self.root / "enhanced_cache"
+
+    @property
     def summary(self) -> Path:
         return self.root / self.SUMMARY
 

@@ -24,11 +24,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from darknb.config import RunConfig
-from darknb.data import build_datasets, collate_clips, enhancer_fit_frames
+from darknb.data import (
+    CACHE_MANIFEST,
+    build_datasets,
+    collate_clips,
+    enhanced_cache_dir,
+    enhancer_fit_frames,
+    prepare_cache,
+)
 from darknb.distill import TeacherCache, kd_loss
-from darknb.enhance import build_enhancer, fit_zero_reference, save_enhancer
+from darknb.enhance import (
+    IdentityEnhancer,
+    build_enhancer,
+    fit_settings,
+    fit_zero_reference,
+    save_enhancer,
+)
 from darknb.errors import CheckpointError, ConfigError, TrainingError
-from darknb.files import RunDir, save_torch
+from darknb.files import RunDir, read_json, save_torch
 from darknb.models import Teacher, create_model
 
 # Config fields that may differ between a checkpoint and the run resuming it.
@@ -73,27 +86,39 @@ def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
                         pretrained=cfg.pretrained)
 
 
+def enhancer_kwargs(cfg: RunConfig) -> dict:
+    """Constructor arguments of ``cfg.enhancer`` that the config sets (Zero-DCE++'s run-time
+    ``scale_factor``)."""
+    return {"scale_factor": cfg.enhancer_scale_factor} if cfg.enhancer == "zerodce++" else {}
+
+
 def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tuple[nn.Module, dict]:
     """The teacher's enhancer: loaded from ``cfg.enhancer_checkpoint``, or (Zero-DCE without a
-    checkpoint) fitted zero-reference on the training frames and saved beside the run."""
-    info: dict[str, Any] = {"name": cfg.enhancer}
+    checkpoint) fitted zero-reference on the training frames (``cfg.enhancer_fit`` protocol, see
+    :func:`darknb.enhance.fit_settings`; Zero-DCE++ fitted at scale factor 1, run at
+    ``cfg.enhancer_scale_factor``) and saved beside the run."""
+    info: dict[str, Any] = {"name": cfg.enhancer, **enhancer_kwargs(cfg)}
     if cfg.enhancer not in ("zerodce", "zerodce++") or cfg.enhancer_checkpoint:
-        enhancer = build_enhancer(cfg.enhancer, checkpoint=cfg.enhancer_checkpoint or None)
+        enhancer = build_enhancer(cfg.enhancer, checkpoint=cfg.enhancer_checkpoint or None,
+                                  **enhancer_kwargs(cfg))
         info["source"] = cfg.enhancer_checkpoint or "analytic"
         return enhancer, info
     fitted = RunDir(out_dir).fitted_enhancer(cfg.enhancer)
     if fitted.exists() and cfg.resume:
         info.update(source=str(fitted), fitted=True, reused=True)
-        return build_enhancer(cfg.enhancer, checkpoint=str(fitted)), info
+        return build_enhancer(cfg.enhancer, checkpoint=str(fitted), **enhancer_kwargs(cfg)), info
     torch.manual_seed(cfg.seed)  # the fit's starting weights: a function of the seed, not of RNG history
-    enhancer = build_enhancer(cfg.enhancer)
+    enhancer = build_enhancer(cfg.enhancer, **enhancer_kwargs(cfg))
     frames = enhancer_fit_frames(train_dataset, seed=cfg.seed)
+    settings = fit_settings(cfg.enhancer, cfg.enhancer_fit)
     start = time.perf_counter()
-    history = fit_zero_reference(enhancer, frames, steps=cfg.enhancer_fit_steps, seed=cfg.seed)
+    history = fit_zero_reference(enhancer, frames, steps=cfg.enhancer_fit_steps, seed=cfg.seed,
+                                 **settings)
     with torch.no_grad():
         after = enhancer(frames[:16]).clamp(0, 1).mean().item()
     save_enhancer(enhancer, fitted)
     info.update(source=str(fitted), fitted=True, steps=cfg.enhancer_fit_steps,
+                fit_protocol=cfg.enhancer_fit, fit_settings=settings,
                 seconds=round(time.perf_counter() - start, 2), frames=int(frames.shape[0]),
                 mean_before=round(frames.mean().item(), 4), mean_after=round(after, 4),
                 final_loss=float(history["loss"][-1]) if history.get("loss") else None)
@@ -364,12 +389,35 @@ def _teacher_logits(teacher, clips, index, cfg, epoch, cache, accelerator):
 # ----------------------------------------------------------------------------------------------
 
 
+def ensure_enhanced_cache(cfg: RunConfig, enhancer: nn.Module) -> dict:
+    """Write (or reuse) ``cfg``'s enhanced frame cache: ``enhancer`` on native-resolution frames,
+    then the raw cache's resize (:func:`darknb.data.prepare_dataset`). Returns where and what."""
+    short_side = None
+    if cfg.cache_dir and (Path(cfg.cache_dir) / CACHE_MANIFEST).is_file():
+        # the same resize as the student's raw cache, whatever short side it was prepared with
+        short_side = read_json(Path(cfg.cache_dir) / CACHE_MANIFEST)["short_side"]
+    report = prepare_cache(cfg, enhancer=enhancer, short_side=short_side)
+    return {"dir": str(enhanced_cache_dir(cfg)), "short_side": report["short_side"],
+            "written": report["written"], "reused": report["reused"], "seconds": report["seconds"],
+            "enhancer": report["enhancer"]}
+
+
 def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
-    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it."""
+    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it.
+
+    ``cfg.teacher_input="online"``: T_e enhances every resized training / test crop. With
+    ``"enhanced_cache"`` the frozen T_e enhances every native-resolution frame ONCE, before the
+    resize (the paper's order; :func:`ensure_enhanced_cache`), and T_c trains and is evaluated on
+    clips of that cache: the same crops of the same frames the student sees raw."""
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_set, val_set, test_set = build_datasets(cfg)
     enhancer, enhancer_info = build_teacher_enhancer(cfg, train_set, out_dir)
+    enhancer_info["teacher_input"] = cfg.teacher_input
+    if cfg.teacher_input == "enhanced_cache":
+        enhancer_info["enhanced_cache"] = ensure_enhanced_cache(cfg, enhancer)
+        train_set, val_set, test_set = build_datasets(cfg.replace(cache_dir=str(enhanced_cache_dir(cfg))))
+        enhancer = IdentityEnhancer()  # the frames are enhanced already
     teacher = Teacher(enhancer, build_classifier(cfg, len(train_set.classes)))
     result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name="teacher", val_set=val_set,
                  progress=progress, extra_state={"enhancer": enhancer_info})
@@ -399,11 +447,19 @@ def load_final_state(path: str | Path) -> dict:
 
 
 def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
-    """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint."""
+    """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint.
+
+    A teacher trained with ``teacher_input="enhanced_cache"`` is its classifier behind an identity
+    enhancer, with ``.enhanced_cache`` naming the frames it reads: :func:`train_student` then
+    computes its soft targets on the enhanced clips (:func:`fill_teacher_cache`), never on raw
+    ones. An online teacher has ``.enhanced_cache = None``."""
     path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
     state = load_final_state(path)
     saved = RunConfig.from_params(state.get("config", {}))
-    teacher = Teacher(build_enhancer(saved.enhancer), build_classifier(saved, num_classes))
+    cached = saved.teacher_input == "enhanced_cache"
+    enhancer = IdentityEnhancer() if cached else build_enhancer(saved.enhancer, **enhancer_kwargs(saved))
+    teacher = Teacher(enhancer, build_classifier(saved, num_classes))
+    teacher.enhanced_cache = str(enhanced_cache_dir(saved)) if cached else None
     try:
         teacher.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -427,17 +483,84 @@ def teacher_cache_for(cfg: RunConfig) -> TeacherCache:
     return TeacherCache(run.teacher_cache, signature=signature)
 
 
+class _PrefilledTargetsOnly(nn.Module):
+    """Stands in for an enhanced-cache teacher inside :func:`fit`: its targets are all in the
+    cache, and computing them on the raw clips fit holds would be wrong, so a miss is an error."""
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        raise TrainingError("teacher soft targets for the enhanced-cache teacher are missing from "
+                            "the teacher cache (fill_teacher_cache covers epochs 0..epochs-1); "
+                            "they cannot be computed from raw clips")
+
+
+def fill_teacher_cache(cfg: RunConfig, teacher: nn.Module, cache: TeacherCache, train_set, *,
+                       progress: bool = False) -> float:
+    """The enhanced-cache teacher's soft targets for every training clip the student will see:
+    item i of epoch e is built from (seed, e, i) alone, so the same item of the same epoch read
+    from ``teacher.enhanced_cache`` is the student's clip (frames and crop) enhanced before
+    resizing. Fills ``cache`` for (cfg.seed, e, i), e < cfg.epochs, where missing; returns the
+    teacher seconds spent (also added to ``cache.fill_seconds``)."""
+    enhanced = build_datasets(cfg.replace(cache_dir=teacher.enhanced_cache)).train
+    if enhanced.samples != train_set.samples:
+        raise ConfigError(f"enhanced cache {teacher.enhanced_cache} does not hold the student's "
+                          f"training videos ({len(enhanced.samples)} vs {len(train_set.samples)})")
+    raw_manifest = Path(cfg.cache_dir or "") / CACHE_MANIFEST
+    if cfg.cache_dir and raw_manifest.is_file():  # same frame counts and sizes -> same clips
+        raw = read_json(raw_manifest)["videos"]
+        enh = read_json(Path(teacher.enhanced_cache) / CACHE_MANIFEST)["videos"]
+        differ = [rel for rel, _ in train_set.samples if raw.get(rel, {}).get("shape") != enh.get(rel, {}).get("shape")]
+        if differ:
+            raise ConfigError(f"enhanced cache {teacher.enhanced_cache} and raw cache {cfg.cache_dir} "
+                              f"differ in frame count or size for {differ[:3]}: the crops would not match")
+    accelerator = make_accelerator(cfg)
+    teacher = teacher.to(accelerator.device).eval()
+    seconds = 0.0
+    for epoch in range(cfg.epochs):
+        todo = [i for i in range(len(enhanced)) if (cfg.seed, epoch, i) not in cache.store]
+        if not todo:
+            continue
+        enhanced.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(enhanced, todo), batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers, collate_fn=collate_clips)
+        for batch in tqdm(loader, desc=f"teacher targets {epoch + 1}/{cfg.epochs}", disable=not progress,
+                          leave=False):
+            if batch is None:
+                continue
+            clips, _, index = batch
+            tick = time.perf_counter()
+            with torch.no_grad(), accelerator.autocast():
+                logits = teacher(clips.to(accelerator.device)).float()
+            seconds += time.perf_counter() - tick
+            cache.add(cfg.seed, epoch, index.tolist(), logits)
+    cache.fill_seconds[cfg.seed] = cache.fill_seconds.get(cfg.seed, 0.0) + seconds
+    return seconds
+
+
 def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
                   teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
                   progress: bool = True) -> dict:
     """Train the student (raw frames only). ``kd=True``: alpha*CE + beta*T^2*KL against the frozen
-    teacher; ``kd=False``: the control the paper lacks, the same student with beta = 0."""
+    teacher; ``kd=False``: the control the paper lacks, the same student with beta = 0.
+
+    An enhanced-cache teacher (``teacher.enhanced_cache``, see :func:`load_teacher`) gets its soft
+    targets computed up front on the enhanced clips (:func:`fill_teacher_cache`, into
+    ``teacher_cache`` or the run's :func:`teacher_cache_for`); the run's ``teacher_seconds``
+    includes that time."""
     train_set, val_set, test_set = build_datasets(cfg)
     num_classes = len(train_set.classes)
     if kd and cfg.beta > 0 and teacher is None:
         teacher = load_teacher(cfg, num_classes)
+    prefill_seconds = 0.0
+    if kd and cfg.beta > 0 and getattr(teacher, "enhanced_cache", None):
+        teacher_cache = teacher_cache if teacher_cache is not None else teacher_cache_for(cfg)
+        prefill_seconds = fill_teacher_cache(cfg, teacher, teacher_cache, train_set, progress=progress)
+        teacher_cache.save()
+        teacher = _PrefilledTargetsOnly()
     student = build_classifier(cfg, num_classes)
     run_cfg = cfg if kd else cfg.replace(beta=0.0)
     name = name or ("student" if kd else "student_no_kd")
-    return fit(student, train_set, test_set, run_cfg, name=name, val_set=val_set,
-               teacher=teacher if kd else None, teacher_cache=teacher_cache, progress=progress)
+    result = fit(student, train_set, test_set, run_cfg, name=name, val_set=val_set,
+                 teacher=teacher if kd else None, teacher_cache=teacher_cache, progress=progress)
+    result["teacher_seconds"] = result.get("teacher_seconds", 0.0) + prefill_seconds
+    return result

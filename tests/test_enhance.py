@@ -673,3 +673,41 @@ def test_fit_stops_on_a_non_finite_loss():
         return {"loss": enhanced.mean() * float("nan")}
     with pytest.raises(TrainingError, match="step 0"):
         fit_zero_reference(ZeroDCE(channels=8), dark_frames(2, 32, 32), steps=2, loss=nan_loss)
+
+
+def _input_sizes(module):
+    """The (H, W) every call of ``module`` sees, recorded by a forward hook."""
+    sizes = []
+    module.register_forward_hook(lambda m, args, out: sizes.append(tuple(args[0].shape[-2:])))
+    return sizes
+
+
+def test_zerodcepp_is_fitted_at_scale_1_on_128_px_crops_and_runs_at_its_own_scale():
+    from darknb.enhance import fit_settings
+
+    settings = fit_settings("zerodce++", "short")
+    assert settings["crop"] == 128
+    model = ZeroDCEPP(scale_factor=12, channels=8)
+    sizes = _input_sizes(model.e_conv1)
+    fit_zero_reference(model, dark_frames(3, 136, 144), steps=2, seed=0, **{**settings, "batch_size": 2})
+    assert sizes == [(128, 128), (128, 128)]  # the curve net saw the full-resolution crop
+    assert model.scale_factor == 12  # ... and runs at 12 again
+    model(dark_frames(1, 120, 144))
+    assert sizes[-1] == (10, 12)
+
+
+def test_the_original_fit_settings_resize_whole_frames():
+    from darknb.enhance import FIT_PROTOCOLS, fit_settings
+
+    common = dict(lr=1e-4, weight_decay=1e-4, grad_clip=0.1, batch_size=8, crop=None)
+    assert fit_settings("zerodce", "original") == {**common, "resize": 256}  # lowlight_train.py
+    assert fit_settings("zerodce++", "original") == {**common, "resize": 512}
+    assert set(FIT_PROTOCOLS) == {"short", "original"}
+    with pytest.raises(ConfigError, match="protocol"):
+        fit_settings("zerodce", "long")
+    model = ZeroDCE(channels=8)
+    sizes = _input_sizes(model.e_conv1)
+    fit_zero_reference(model, dark_frames(2, 36, 48), steps=1, batch_size=1, crop=None, resize=40)
+    assert sizes == [(40, 40)]
+    with pytest.raises(ConfigError, match="resize"):
+        fit_zero_reference(model, dark_frames(2, 36, 48), steps=1, crop=24, resize=40)

@@ -1,0 +1,107 @@
+"""The teacher as the paper runs it: enhancement of native-resolution frames before resizing, from
+an enhanced frame cache, with the student's clips and the teacher's clips the same crops."""
+
+import numpy as np
+import pytest
+import torch
+
+from darknb.config import RunConfig
+from darknb.data import (
+    CACHE_MANIFEST,
+    _resize_short_uint8,
+    build_datasets,
+    enhanced_cache_dir,
+    prepare_cache,
+)
+from darknb.distill import TeacherCache
+from darknb.enhance import GammaCorrection, IdentityEnhancer
+from darknb.errors import ConfigError, TrainingError
+from darknb.files import read_json
+from darknb.train import load_checkpoint, load_teacher, train_student, train_teacher
+from darknb.video import probe, read_frames
+
+
+@pytest.fixture
+def cfg(tiny_synthetic, tmp_path):
+    cfg = RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path / "online"),
+                    cache_dir=str(tmp_path / "raw"), epochs=2, batch_size=4, num_frames=4, size=32,
+                    sampling="uniform", enhancer="none", seed=0, save_every=1, val_fraction=0.0)
+    prepare_cache(cfg)
+    return cfg
+
+
+def test_enhanced_cache_is_enhance_then_the_raw_resize(cfg, tmp_path):
+    gamma = GammaCorrection(1.8)
+    report = prepare_cache(cfg, enhancer=gamma, cache_dir=tmp_path / "gamma")
+    raw = read_json(tmp_path / "raw" / CACHE_MANIFEST)
+    assert report["written"] == len(raw["videos"]) and report["enhancer"]["gamma"] == 1.8
+    rel = sorted(raw["videos"])[0]
+    native = read_frames(cfg.data_root + "/" + rel, range(probe(cfg.data_root + "/" + rel).num_frames))
+    enhanced = np.round(255 * (native / 255.0) ** (1 / 1.8))  # enhance the native frames ...
+    expected = _resize_short_uint8(enhanced.astype(np.uint8), raw["short_side"])  # ... then resize
+    cached = np.load(tmp_path / "gamma" / (rel + ".npy"))
+    assert cached.shape == tuple(raw["videos"][rel]["shape"])
+    assert np.abs(cached.astype(int) - expected.astype(int)).max() <= 1  # float32 vs float64 rounding
+    # the same clip of the same item: the raw crop, enhanced before instead of after resizing
+    student = build_datasets(cfg).train
+    teacher = build_datasets(cfg.replace(cache_dir=str(tmp_path / "gamma"))).train
+    for ds in (student, teacher):
+        ds.set_epoch(1)
+    raw_clip, enh_clip = student[2][0], teacher[2][0]
+    after = raw_clip.clamp(0, 1) ** (1 / 1.8)
+    assert enh_clip.shape == raw_clip.shape
+    assert (enh_clip - after).abs().mean() < 0.02 < (enh_clip - raw_clip).abs().mean()
+
+
+def test_an_enhanced_cache_refuses_another_enhancer_and_raw_frames(cfg, tmp_path):
+    prepare_cache(cfg, enhancer=GammaCorrection(1.8), cache_dir=tmp_path / "gamma")
+    with pytest.raises(ConfigError, match="gamma"):
+        prepare_cache(cfg, enhancer=GammaCorrection(2.2), cache_dir=tmp_path / "gamma")
+    with pytest.raises(ConfigError, match="raw"):
+        prepare_cache(cfg, enhancer=GammaCorrection(1.8), cache_dir=tmp_path / "raw")
+    again = prepare_cache(cfg, enhancer=GammaCorrection(1.8), cache_dir=tmp_path / "gamma")
+    assert again["written"] == 0 and again["reused"] > 0  # resumable, like the raw cache
+
+
+def _weights(result):
+    return load_checkpoint(result["checkpoint"])["model"]
+
+
+def test_enhanced_cache_teacher_and_its_kd_targets_equal_the_online_ones_for_an_identity(cfg, tmp_path):
+    """With the identity enhancer the enhanced cache IS the raw cache, so the two paths must train
+    the same teacher and, through the prefilled targets, the same distilled student."""
+    cached_cfg = cfg.replace(output_dir=str(tmp_path / "cached"), teacher_input="enhanced_cache")
+    online = train_teacher(cfg, progress=False)
+    cached = train_teacher(cached_cfg, progress=False)
+    assert cached["enhancer"]["teacher_input"] == "enhanced_cache"
+    assert cached["enhancer"]["enhanced_cache"]["dir"] == str(enhanced_cache_dir(cached_cfg))
+    assert online["history"] == cached["history"]
+    a, b = _weights(online), _weights(cached)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    teacher = load_teacher(cached_cfg, 3)
+    assert teacher.enhanced_cache == str(tmp_path / "cached" / "enhanced_cache")
+    assert isinstance(teacher.enhancer, IdentityEnhancer) and load_teacher(cfg, 3).enhanced_cache is None
+    online_targets, cached_targets = TeacherCache(), TeacherCache()
+    student_online = train_student(cfg, teacher_cache=online_targets, progress=False)
+    student_cached = train_student(cached_cfg, teacher_cache=cached_targets, progress=False)
+    assert student_cached["teacher_seconds"] > 0  # the targets were computed up front ...
+    assert online_targets.store.keys() == cached_targets.store.keys()  # ... for every clip seen ...
+    for key, logits in online_targets.store.items():  # ... and are the same (up to batching)
+        torch.testing.assert_close(cached_targets.store[key], logits, atol=1e-5, rtol=1e-5)
+    a, b = _weights(student_online), _weights(student_cached)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+
+
+def test_the_student_never_gets_enhanced_cache_targets_from_raw_clips(cfg, tmp_path):
+    from darknb.train import _PrefilledTargetsOnly
+
+    with pytest.raises(TrainingError, match="missing from the teacher cache"):
+        _PrefilledTargetsOnly()(torch.rand(1, 3, 4, 32, 32))
+    cached_cfg = cfg.replace(output_dir=str(tmp_path / "cached"), teacher_input="enhanced_cache",
+                             enhanced_cache_dir=str(tmp_path / "elsewhere"))
+    train_teacher(cached_cfg.replace(epochs=1), progress=False)
+    assert (tmp_path / "elsewhere" / CACHE_MANIFEST).is_file()
+    with pytest.raises(ConfigError, match="teacher_input"):
+        RunConfig(teacher_input="enhanced")
