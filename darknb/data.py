@@ -798,6 +798,9 @@ def ensure_dataset(cfg: RunConfig) -> Path:
                           "see the README section 'Real datasets'")
     if cfg.cache_dir:
         marker = Path(cfg.cache_dir) / CACHE_MANIFEST
+        if (Path(cfg.cache_dir) / ENHANCER_MANIFEST).is_file():
+            raise ConfigError(f"cache_dir {cfg.cache_dir!r} holds enhanced frames; the student's cache "
+                              "must be raw (give the enhanced one as enhanced_cache_dir)")
         if marker.is_file():
             _check_cache_root(read_json(marker), Path(cfg.cache_dir), root.resolve())
         else:

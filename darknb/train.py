@@ -473,7 +473,8 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
 
 def teacher_cache_for(cfg: RunConfig) -> TeacherCache:
     """The run's shared cache of teacher logits (``<output_dir>/teacher_cache.pt``), valid for the
-    clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was filled with."""
+    clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was filled with
+    (which fixes the teacher's input: online, or its enhanced cache)."""
     run = RunDir(cfg.output_dir)
     ckpt = run.checkpoint("teacher")
     fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
@@ -500,6 +501,12 @@ def fill_teacher_cache(cfg: RunConfig, teacher: nn.Module, cache: TeacherCache, 
     from ``teacher.enhanced_cache`` is the student's clip (frames and crop) enhanced before
     resizing. Fills ``cache`` for (cfg.seed, e, i), e < cfg.epochs, where missing; returns the
     teacher seconds spent (also added to ``cache.fill_seconds``)."""
+    marker = Path(teacher.enhanced_cache) / CACHE_MANIFEST
+    if not marker.is_file() or not read_json(marker).get("enhancer"):
+        # without it the dataset would quietly decode the raw videos for the teacher
+        raise ConfigError(f"the teacher was trained on the enhanced cache {teacher.enhanced_cache}, "
+                          "which is missing or incomplete (moved run folder? pass it again as "
+                          "enhanced_cache_dir and retrain, or re-create it with prepare)")
     enhanced = build_datasets(cfg.replace(cache_dir=teacher.enhanced_cache)).train
     if enhanced.samples != train_set.samples:
         raise ConfigError(f"enhanced cache {teacher.enhanced_cache} does not hold the student's "

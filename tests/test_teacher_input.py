@@ -103,5 +103,19 @@ def test_the_student_never_gets_enhanced_cache_targets_from_raw_clips(cfg, tmp_p
                              enhanced_cache_dir=str(tmp_path / "elsewhere"))
     train_teacher(cached_cfg.replace(epochs=1), progress=False)
     assert (tmp_path / "elsewhere" / CACHE_MANIFEST).is_file()
+    teacher = load_teacher(cached_cfg, 3)
+    (tmp_path / "elsewhere" / CACHE_MANIFEST).unlink()  # a lost cache must not fall back to raw videos
+    with pytest.raises(ConfigError, match="elsewhere"):
+        train_student(cached_cfg.replace(output_dir=str(tmp_path / "student"), epochs=1), teacher=teacher,
+                      progress=False)
     with pytest.raises(ConfigError, match="teacher_input"):
         RunConfig(teacher_input="enhanced")
+
+
+def test_the_students_cache_must_be_raw(cfg, tmp_path):
+    from darknb.data import ensure_dataset
+
+    prepare_cache(cfg, enhancer=GammaCorrection(1.8), cache_dir=tmp_path / "gamma")
+    with pytest.raises(ConfigError, match="enhanced frames"):
+        ensure_dataset(cfg.replace(cache_dir=str(tmp_path / "gamma")))
+    ensure_dataset(cfg)  # the raw one is fine
