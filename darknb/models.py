@@ -310,8 +310,9 @@ class R2Plus1DBERT(nn.Module):
         if pretrained:
             raise ConfigError("r2plus1d_bert: pretrained weights are not wired in (IG65M/Kinetics "
                               "checkpoints are downloads); train from scratch or load a state dict")
+        input_norm = "kinetics" if input_norm == "backbone" else input_norm  # its own statistics
         if input_norm not in ("kinetics", "clip"):
-            raise ConfigError(f"input_norm must be 'kinetics' or 'clip', got {input_norm!r}")
+            raise ConfigError(f"input_norm must be 'kinetics' (= 'backbone') or 'clip', got {input_norm!r}")
         net = r2plus1d_18(weights=None)
         self.backbone = nn.Sequential(net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
         self.input_norm = input_norm
