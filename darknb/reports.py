@@ -164,6 +164,32 @@ def plot_history(history: list[dict], *, title: str = ""):
     return fig
 
 
+def plot_histories(histories: dict[str, list[dict]], *, title: str = ""):
+    """Several runs (e.g. one per seed) side by side: training loss, train top-1 and validation
+    top-1 per epoch, one line per run (distinct colour and marker, so no line hides another)."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
+
+    has_val = any("val_top1" in h for hist in histories.values() for h in hist)
+    panels = 3 if has_val else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2))
+    markers = "os^vDP*Xh"
+    for k, (label, history) in enumerate(histories.items()):
+        style = dict(marker=markers[k % len(markers)], markersize=3, linewidth=1.2, label=label)
+        epochs = [h["epoch"] for h in history]
+        axes[0].plot(epochs, [h["loss"] for h in history], **style)
+        axes[1].plot(epochs, [h["train_top1"] for h in history], **style)
+        if has_val:
+            axes[2].plot(epochs, [h.get("val_top1") for h in history], **style)
+    axes[0].set(xlabel="epoch", ylabel="training loss", title=f"{title}: training loss")
+    axes[1].set(xlabel="epoch", ylabel="top-1 (%)", title=f"{title}: train top-1", ylim=(0, 100))
+    if has_val:
+        axes[2].set(xlabel="epoch", ylabel="top-1 (%)", title=f"{title}: validation top-1",
+                    ylim=(0, 100))
+    axes[-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion(confusion, classes, *, title: str = ""):
     import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
 

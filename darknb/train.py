@@ -79,11 +79,27 @@ def load_checkpoint(path: str | Path) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+def resolve_pretrained(cfg: RunConfig) -> str:
+    """``cfg.pretrained`` with "pretrain" replaced by the path of the run's pre-trained backbone."""
+    if cfg.pretrained != "pretrain":
+        return cfg.pretrained
+    path = RunDir(cfg.output_dir).pretrained_backbone
+    if not path.is_file():
+        raise CheckpointError(
+            f"pretrained='pretrain' is this run's backbone pre-trained on the well-lit set, {path}, "
+            "which does not exist yet: run notebook 01_pretrain (`python -m darknb run --notebooks "
+            "01_pretrain`) or `python -m darknb train pretrain`; or set pretrained to '' (scratch), "
+            "'hub' or the path of a backbone file")
+    return str(path)
+
+
 def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
-    """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``."""
+    """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``
+    (and of the pre-trained backbone, :func:`resolve_pretrained`)."""
+    pretrained = resolve_pretrained(cfg)
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
-                        pretrained=cfg.pretrained)
+                        pretrained=pretrained, input_norm=cfg.input_norm)
 
 
 def enhancer_kwargs(cfg: RunConfig) -> dict:
@@ -391,24 +407,22 @@ def _teacher_logits(teacher, clips, index, cfg, epoch, cache, accelerator):
 
 def ensure_enhanced_cache(cfg: RunConfig, enhancer: nn.Module) -> dict:
     """Write (or reuse) ``cfg``'s enhanced frame cache: ``enhancer`` on native-resolution frames,
-    then the raw cache's resize (:func:`darknb.data.prepare_dataset`). Returns where and what."""
-    short_side = None
-    if cfg.cache_dir and (Path(cfg.cache_dir) / CACHE_MANIFEST).is_file():
-        # the same resize as the student's raw cache, whatever short side it was prepared with
-        short_side = read_json(Path(cfg.cache_dir) / CACHE_MANIFEST)["short_side"]
-    report = prepare_cache(cfg, enhancer=enhancer, short_side=short_side)
+    then the raw cache's resize (:func:`darknb.data.prepare_cache`). Returns where and what."""
+    report = prepare_cache(cfg, enhancer=enhancer)  # short side: the raw cache's
     return {"dir": str(enhanced_cache_dir(cfg)), "short_side": report["short_side"],
             "written": report["written"], "reused": report["reused"], "seconds": report["seconds"],
             "enhancer": report["enhancer"]}
 
 
-def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
-    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it.
+def train_teacher(cfg: RunConfig, *, name: str = "teacher", progress: bool = True) -> dict:
+    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it. The enhancer
+    is fitted once per run folder and shared by every seed's teacher (it is not what varies).
 
     ``cfg.teacher_input="online"``: T_e enhances every resized training / test crop. With
     ``"enhanced_cache"`` the frozen T_e enhances every native-resolution frame ONCE, before the
-    resize (the paper's order; :func:`ensure_enhanced_cache`), and T_c trains and is evaluated on
-    clips of that cache: the same crops of the same frames the student sees raw."""
+    resize (the paper's order; :func:`ensure_enhanced_cache`, shared by the seeds as the enhancer
+    is), and T_c trains and is evaluated on clips of that cache: the same crops of the same
+    frames the student sees raw."""
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_set, val_set, test_set = build_datasets(cfg)
@@ -419,7 +433,7 @@ def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
         train_set, val_set, test_set = build_datasets(cfg.replace(cache_dir=str(enhanced_cache_dir(cfg))))
         enhancer = IdentityEnhancer()  # the frames are enhanced already
     teacher = Teacher(enhancer, build_classifier(cfg, len(train_set.classes)))
-    result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name="teacher", val_set=val_set,
+    result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name=name, val_set=val_set,
                  progress=progress, extra_state={"enhancer": enhancer_info})
     result["enhancer"] = enhancer_info
     return result
@@ -471,17 +485,30 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
     return teacher.eval()
 
 
-def teacher_cache_for(cfg: RunConfig) -> TeacherCache:
-    """The run's shared cache of teacher logits (``<output_dir>/teacher_cache.pt``), valid for the
-    clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was filled with
-    (which fixes the teacher's input: online, or its enhanced cache)."""
+def load_classifier(cfg: RunConfig, num_classes: int, path: str | Path) -> nn.Module:
+    """A trained classifier (e.g. a no-KD student, the raw-input teacher of the self-distillation
+    control) with its selected weights, rebuilt from its checkpoint's config; eval mode."""
+    state = load_final_state(path)
+    saved = RunConfig.from_params(state.get("config", {}))
+    model = build_classifier(saved, num_classes)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit {saved.model}: {err}") from err
+    return model.eval()
+
+
+def teacher_cache_for(cfg: RunConfig, teacher: str = "teacher") -> TeacherCache:
+    """The run's cache of teacher ``teacher``'s logits (``<output_dir>/<teacher>_cache.pt``),
+    valid for the clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was
+    filled with (which fixes the teacher's input: online, or its enhanced cache)."""
     run = RunDir(cfg.output_dir)
-    ckpt = run.checkpoint("teacher")
+    ckpt = run.checkpoint(teacher)
     fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
                                            "sampling", "cache_dir")}
     fields["teacher"] = (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) if ckpt.exists() else None
     signature = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
-    return TeacherCache(run.teacher_cache, signature=signature)
+    return TeacherCache(run.teacher_cache(teacher), signature=signature)
 
 
 class _PrefilledTargetsOnly(nn.Module):
@@ -511,13 +538,13 @@ def fill_teacher_cache(cfg: RunConfig, teacher: nn.Module, cache: TeacherCache, 
     if enhanced.samples != train_set.samples:
         raise ConfigError(f"enhanced cache {teacher.enhanced_cache} does not hold the student's "
                           f"training videos ({len(enhanced.samples)} vs {len(train_set.samples)})")
-    raw_manifest = Path(cfg.cache_dir or "") / CACHE_MANIFEST
-    if cfg.cache_dir and raw_manifest.is_file():  # same frame counts and sizes -> same clips
+    raw_manifest = (cfg.frame_cache or Path("")) / CACHE_MANIFEST
+    if cfg.frame_cache is not None and raw_manifest.is_file():  # same frame counts and sizes -> same clips
         raw = read_json(raw_manifest)["videos"]
         enh = read_json(Path(teacher.enhanced_cache) / CACHE_MANIFEST)["videos"]
         differ = [rel for rel, _ in train_set.samples if raw.get(rel, {}).get("shape") != enh.get(rel, {}).get("shape")]
         if differ:
-            raise ConfigError(f"enhanced cache {teacher.enhanced_cache} and raw cache {cfg.cache_dir} "
+            raise ConfigError(f"enhanced cache {teacher.enhanced_cache} and raw cache {cfg.frame_cache} "
                               f"differ in frame count or size for {differ[:3]}: the crops would not match")
     accelerator = make_accelerator(cfg)
     teacher = teacher.to(accelerator.device).eval()
@@ -552,7 +579,7 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
 
     An enhanced-cache teacher (``teacher.enhanced_cache``, see :func:`load_teacher`) gets its soft
     targets computed up front on the enhanced clips (:func:`fill_teacher_cache`, into
-    ``teacher_cache`` or the run's :func:`teacher_cache_for`); the run's ``teacher_seconds``
+    ``teacher_cache``, or an in-memory one); the run's ``teacher_seconds``
     includes that time."""
     train_set, val_set, test_set = build_datasets(cfg)
     num_classes = len(train_set.classes)
@@ -560,7 +587,7 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
         teacher = load_teacher(cfg, num_classes)
     prefill_seconds = 0.0
     if kd and cfg.beta > 0 and getattr(teacher, "enhanced_cache", None):
-        teacher_cache = teacher_cache if teacher_cache is not None else teacher_cache_for(cfg)
+        teacher_cache = teacher_cache if teacher_cache is not None else TeacherCache()
         prefill_seconds = fill_teacher_cache(cfg, teacher, teacher_cache, train_set, progress=progress)
         teacher_cache.save()
         teacher = _PrefilledTargetsOnly()

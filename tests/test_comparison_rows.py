@@ -37,31 +37,36 @@ def _predictions(n=6, right=4, **extra):
             "pred": [0] * right + [1] * (n - right), **extra}
 
 
+def _arm(label, config):
+    return {"label": label, "top1": 60.0, "top5": 100.0, "top1_ci95": [40.0, 80.0], "top1_std": 5.0,
+            "seeds": [0, 1], "num_videos": 6, "config": config}
+
+
 def test_measured_rows_name_what_produced_them(tmp_path):
     run = RunDir(tmp_path)
-    teacher_cfg = RunConfig(teacher_input="enhanced_cache").to_dict()
-    write_json(_predictions(), run.predictions("teacher"))
+    teacher_cfg = RunConfig(teacher_input="enhanced_cache", pretrained="").to_dict()
     write_json({"config": teacher_cfg, "enhancer": {"name": "zerodce", "fitted": True,
-                                                     "teacher_input": "enhanced_cache"}}, run.stage("teacher"))
-    write_json(_predictions(), run.predictions("student"))
-    write_json({"config": RunConfig().to_dict()}, run.stage("student"))
+                                                     "teacher_input": "enhanced_cache"}}, run.stage("teacher_s0"))
+    study = {"arms": {"teacher": _arm("Teacher", teacher_cfg),
+                      "student": _arm("Student", RunConfig(pretrained="").to_dict())}}
     info = {"file": "r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth", "classes": 359,
             "source": "IG65M, 32-frame clips"}
     config = RunConfig(model="r2plus1d_34_bert", num_frames=64, size=112, sampling="consecutive").to_dict()
     write_json(_predictions(model="r2plus1d_34_bert", pretrained_info=info, config={**config, "pretrained": "x.pth"},
                             epochs=30), run.predictions("r2plus1d_bert"))
-    write_json(_predictions(model="r2plus1d_bert_tiny", config=RunConfig(model="r2plus1d_bert_tiny").to_dict()),
+    write_json(_predictions(model="r2plus1d_bert_tiny",
+                            config=RunConfig(model="r2plus1d_bert_tiny", pretrained="").to_dict()),
                run.predictions("two_stream"))
-    table = comparison_table(tmp_path, dataset="synthetic", n_boot=50).set_index("method", drop=False)
+    table = comparison_table(tmp_path, dataset="synthetic", study=study, n_boot=50).set_index("method", drop=False)
     measured = table[table.source == "measured"]
     r2p1d = measured[measured.model == "r2plus1d_34_bert"].iloc[0]
     assert r2p1d.backbone == "R(2+1)D" and r2p1d.depth == 34
     assert "R(2+1)D-34" in r2p1d.method and "IG65M, 32-frame clips" in r2p1d.method
     assert r2p1d.protocol.startswith("64x112x112 consecutive clips; test: 1 centre clip x 1 centre crop")
-    teacher = measured[measured.method.str.startswith("Teacher")].iloc[0]
+    teacher = measured.loc["Teacher"]
     assert "before resizing" in teacher.input and "fitted zero-reference" in teacher.input
     assert teacher.pretraining == "none (from scratch)" and teacher.depth == 3
-    student = measured[measured.method.str.startswith("Student")].iloc[0]
+    student = measured.loc["Student"]
     assert student.input == "raw frames" and "BERT5" in student.temporal_head
     scratch = measured[measured.model == "r2plus1d_bert_tiny"].iloc[0]
     assert "R(2+1)D-18" in scratch.method and "from scratch" in scratch.method
@@ -71,7 +76,7 @@ def test_measured_rows_name_what_produced_them(tmp_path):
 
 @pytest.mark.filterwarnings("ignore")
 def test_paper_size_costs_include_darklight_and_r2plus1d_34(tiny_synthetic, tmp_path):
-    cfg = RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path), num_frames=4)
+    cfg = RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path), num_frames=4, pretrained="")
     rows = {(r["model"], r["setting"].split(" ")[0]): r
             for r in cost_of_models(cfg, 11, paper_latency_repeats=0, run_latency_repeats=0)}
     darklight, r34 = rows[("darklight", "paper")], rows[("r2plus1d_34_bert", "paper")]
