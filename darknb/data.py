@@ -881,7 +881,9 @@ def prepare_cache(cfg: RunConfig, *, short_side: int | None = None, enhancer=Non
     :func:`prepare_dataset`); the synthetic set's native frames are its raw cache's."""
     if cfg.frame_cache is None:
         raise ConfigError("prepare_cache: cache_dir is empty")
-    splits = build_datasets(cfg.replace(cache_dir=""))
+    # the list files: from the videos for a raw cache (not made yet); from the raw cache for an
+    # enhanced one (the synthetic set's clips are mostly only there)
+    splits = build_datasets(cfg if enhancer is not None else cfg.replace(cache_dir=""))
     lists = sorted({ds.list_file for ds in splits if ds is not None})
     if enhancer is not None:
         raw = cfg.frame_cache / CACHE_MANIFEST

@@ -125,3 +125,20 @@ def test_the_students_cache_must_be_raw(cfg, tmp_path):
     with pytest.raises(ConfigError, match="enhanced frames"):
         ensure_dataset(cfg.replace(cache_dir=str(tmp_path / "gamma")))
     ensure_dataset(cfg)  # the raw one is fine
+
+
+def test_the_synthetic_sets_clips_that_live_only_in_its_cache_are_enhanced_too(tmp_path):
+    from conftest import TINY_SPEC
+
+    from darknb.synthetic import make_synthetic_dark
+
+    root = make_synthetic_dark(tmp_path / "data" / "synthetic", **{**TINY_SPEC, "video_every": 2})
+    cfg = RunConfig(data_root=str(root), output_dir=str(tmp_path / "run"), pretrained="")
+    train = build_datasets(cfg).train
+    cache_only = [rel for rel, _ in train.samples if not (Path(root) / rel).is_file()]
+    assert cache_only  # the demo's case: most clips are not video files
+    prepare_cache(cfg, enhancer=GammaCorrection(1.8))
+    rel = cache_only[0]
+    raw = np.load(cfg.frame_cache / (rel + ".npy"))
+    enhanced = np.load(enhanced_cache_dir(cfg) / (rel + ".npy"))
+    assert np.array_equal(enhanced, np.round(255 * (raw / 255.0) ** (1 / 1.8)).astype(np.uint8))
