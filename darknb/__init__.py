@@ -4,7 +4,9 @@ Submodules are imported lazily so that ``import darknb`` stays cheap:
 ``darknb.config``, ``darknb.files``, ``darknb.registry``, ``darknb.video``, ``darknb.synthetic``,
 ``darknb.data``, ``darknb.enhance``, ``darknb.models``, ``darknb.distill``, ``darknb.train``,
 ``darknb.experiments``, ``darknb.stats``, ``darknb.flops``, ``darknb.reports``, ``darknb.widgets``,
-``darknb.pipeline``, ``darknb.cli``.
+``darknb.pipeline``, ``darknb.cli``, ``darknb.loader``, ``darknb.inference``.
+
+``darknb.predict(video, checkpoint)`` classifies your own videos (:func:`darknb.inference.predict`).
 """
 
 import importlib
@@ -13,11 +15,14 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "cli", "config", "data", "distill", "enhance", "errors", "experiments", "files", "flops",
-    "models", "pipeline", "registry", "reports", "stats", "synthetic", "train", "video", "widgets",
+    "inference", "loader", "models", "pipeline", "registry", "reports", "stats", "synthetic",
+    "train", "video", "widgets",
 }
 
 
 def __getattr__(name):
+    if name == "predict":
+        return importlib.import_module("darknb.inference").predict
     if name in _SUBMODULES:
         return importlib.import_module(f"darknb.{name}")
     raise AttributeError(f"module 'darknb' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m darknb {run,synth,prepare,train,models}`` (also installed as ``darknb``).
+"""Command line: ``python -m darknb {run,synth,prepare,train,predict,models}`` (also installed as ``darknb``).
 
 Each command imports what it needs when it runs, so ``darknb --help`` answers without loading torch.
 """
@@ -52,11 +52,19 @@ def main(argv=None) -> int:
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (72 for synthetic)")
 
-    train = sub.add_parser("train", help="train one stage outside the notebooks (works under "
-                                         "`accelerate launch -m darknb train ...` for several GPUs)")
+    train = sub.add_parser("train", help="train one stage outside the notebooks (several processes: "
+                                         "`torchrun --nproc_per_node N -m darknb train ...`)")
     train.add_argument("stage", choices=["teacher", "student", "student_no_kd"])
     train.add_argument("--preset", default="demo", help="demo | paper | none")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a RunConfig field")
+
+    pred = sub.add_parser("predict", help="classify videos with a trained checkpoint (top-5 classes)")
+    pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (MP4, AVI, ...)")
+    pred.add_argument("--checkpoint", required=True, help="e.g. reports/<run>/student.ckpt")
+    pred.add_argument("--protocol", default="1x1", help="views, clips x crops: 1x1 (centre) | 10x3 ...")
+    pred.add_argument("--top-k", type=int, default=5)
+    pred.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: GPU if any)")
+    pred.add_argument("--json", action="store_true", help="print the results as JSON")
 
     sub.add_parser("models", help="list registered models")
 
@@ -88,7 +96,7 @@ def main(argv=None) -> int:
             from darknb.config import PRESETS, RunConfig
             from darknb.data import build_datasets, ensure_dataset
             from darknb.reports import save_stage
-            from darknb.train import train_student, train_teacher
+            from darknb.train import process_state, train_student, train_teacher
 
             base = {} if args.preset == "none" else PRESETS[args.preset]
             overrides = _parse_sets(args.set)
@@ -96,16 +104,32 @@ def main(argv=None) -> int:
             unknown = set(overrides) - set(cfg.to_dict())
             if unknown:
                 raise DarknbError(f"unknown RunConfig field(s) {sorted(unknown)}")
-            ensure_dataset(cfg)
+            state = process_state()  # one of several processes under torchrun / accelerate launch
+            with state.main_process_first():  # the main process makes the data, the others reuse it
+                ensure_dataset(cfg)
             if args.stage == "teacher":
-                result = train_teacher(cfg)
+                result = train_teacher(cfg, progress=state.is_main_process)
             else:
-                result = train_student(cfg, kd=args.stage == "student")
-            summary = save_stage(cfg.output_dir, args.stage, result,
-                                 cfg=cfg.replace(beta=0.0) if args.stage == "student_no_kd" else cfg,
-                                 datasets=[d for d in build_datasets(cfg) if d is not None])
-            print(f"[darknb] {args.stage}: top-1 {summary['top1']:.2f} %, top-5 {summary['top5']:.2f} % "
-                  f"(measured, {cfg.dataset})")
+                result = train_student(cfg, kd=args.stage == "student", progress=state.is_main_process)
+            if state.is_main_process:  # every process holds the same result; one writes and prints
+                summary = save_stage(cfg.output_dir, args.stage, result,
+                                     cfg=cfg.replace(beta=0.0) if args.stage == "student_no_kd" else cfg,
+                                     datasets=[d for d in build_datasets(cfg) if d is not None])
+                print(f"[darknb] {args.stage}: top-1 {summary['top1']:.2f} %, top-5 "
+                      f"{summary['top5']:.2f} % (measured, {cfg.dataset}, {result['processes']} "
+                      f"process(es), protocol {summary['protocol']['views']})")
+        elif args.command == "predict":
+            import json
+
+            from darknb.inference import format_prediction, load_classifier, predict
+
+            classifier = load_classifier(args.checkpoint, device=args.device)
+            results = predict(args.videos, classifier, protocol=args.protocol, top_k=args.top_k)
+            if args.json:
+                print(json.dumps(results, indent=1))
+            else:
+                print(f"[darknb] {classifier}")
+                print("\n".join(format_prediction(r) for r in results))
         elif args.command == "models":
             from darknb.models import list_models
 

@@ -126,6 +126,11 @@ class RunDir:
         return self.root / f"{enhancer.replace('+', 'p')}_fitted.pth"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files, one folder per stage (``tracker="tensorboard"``)."""
+        return self.root / "tensorboard"
+
+    @property
     def teacher_cache(self) -> Path:
         return self.root / "teacher_cache.pt"
 

@@ -89,6 +89,7 @@ def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
         # workers keep their own counters, so with num_workers > 0 this undercounts
         "video_reads": dict(read_stats), "cache_dir": getattr(cfg, "cache_dir", "") or None,
         "top1": metrics["top1"], "top5": metrics["top5"], "num_videos": metrics["num_videos"],
+        "protocol": metrics.get("protocol"),  # test views: clips x crops, how they were averaged
         "selection": result.get("selection"),
         "per_class": metrics["per_class"], "train_seconds": result.get("train_seconds"),
         "history": result.get("history"), "checkpoint": result.get("checkpoint"),

@@ -1,0 +1,201 @@
+"""Feeding the model: uint8 clips from the workers, resize / crop / flip / scale batched on the device.
+
+A clip crosses the worker -> trainer boundary as uint8 frames (the cache's resolution, cut to the
+crop's bounding box) plus a crop box and a flip flag (:class:`RawClip`): 4-8x fewer bytes than the
+float32 clip it becomes. :class:`ClipTransform` then does, for a whole batch at once on the
+batch's device, what each worker used to do clip by clip: resample the box to ``size x size``
+(``torchvision.ops.roi_align``: bilinear, averaging ``ceil(scale)`` samples per output pixel when it
+shrinks, i.e. antialiased), flip, scale to [0, 1] and optionally normalise. On a CPU the same code
+runs and is exactly reproducible.
+
+Which clip a worker builds is named by a :class:`ClipKey` ``(index, epoch, clip, clips, crop,
+crops)`` that the sampler hands out, so a clip stays a pure function of (seed, epoch, index[, view])
+even with persistent workers, which never see ``set_epoch`` calls made after they started.
+:class:`ClipSampler` also shards the keys across processes (DDP): training pads its permutation to
+a multiple of the world size, as ``DistributedSampler`` does, so every process takes the same
+number of steps; evaluation strides the videos without padding, so each is counted exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from einops import rearrange
+from torchvision.ops import roi_align
+
+from darknb.config import parse_views
+
+__all__ = ["ClipBatch", "ClipKey", "ClipSampler", "ClipTransform", "RawClip", "collate_raw",
+           "make_loader", "parse_views"]
+
+
+class ClipKey(NamedTuple):
+    """Which clip of video ``index``: the epoch's random draw in training; in evaluation temporal
+    clip ``clip`` of ``clips`` evenly spaced ones and spatial crop ``crop`` of ``crops``."""
+
+    index: int
+    epoch: int = 0
+    clip: int = 0
+    clips: int = 1
+    crop: int = 0
+    crops: int = 1
+
+    @property
+    def view(self) -> int:
+        return self.clip * self.crops + self.crop
+
+
+class RawClip(NamedTuple):
+    """What a worker returns: uint8 frames ``(T, h, w, 3)``, the crop ``box`` ``(y0, x0, y1, x1)``
+    in their pixel coordinates (float32), whether to ``flip`` it, the label, index and view."""
+
+    frames: torch.Tensor
+    box: torch.Tensor
+    flip: bool
+    label: int
+    index: int
+    view: int = 0
+
+
+class ClipBatch(NamedTuple):
+    """A collated batch of :class:`RawClip`: ``frames`` ``(B, T, H, W, 3)`` uint8 (edge-padded to
+    the largest ``h, w``), ``boxes`` ``(B, 4)``, ``flips`` ``(B,)``, ``labels``, ``indices``,
+    ``views``. ``indices`` and ``views`` stay on the CPU: bookkeeping never waits for the device."""
+
+    frames: torch.Tensor
+    boxes: torch.Tensor
+    flips: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    views: torch.Tensor
+
+    def to(self, device, non_blocking: bool = True) -> "ClipBatch":
+        move = dict(device=device, non_blocking=non_blocking)
+        return self._replace(frames=self.frames.to(**move), boxes=self.boxes.to(**move),
+                             flips=self.flips.to(**move), labels=self.labels.to(**move))
+
+
+def _pad_edge(frames: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Pad ``(T, h, w, 3)`` to ``(T, H, W, 3)`` by repeating the last row / column: resampling near
+    the edge then sees what it sees unpadded (roi_align clamps to the edge)."""
+    T, h, w, _ = frames.shape
+    if (h, w) == (H, W):
+        return frames
+    rows = torch.arange(H).clamp_(max=h - 1)
+    cols = torch.arange(W).clamp_(max=w - 1)
+    return frames[:, rows][:, :, cols]
+
+
+def collate_raw(items) -> ClipBatch | None:
+    """DataLoader ``collate_fn`` for :class:`RawClip` items; drops None (skipped videos) and returns
+    None when nothing is left."""
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    H = max(it.frames.shape[1] for it in items)
+    W = max(it.frames.shape[2] for it in items)
+    # default_collate stacks into shared memory inside a worker: one copy fewer on the way out
+    frames = torch.utils.data.default_collate([_pad_edge(it.frames, H, W) for it in items])
+    return ClipBatch(frames=frames,
+                     boxes=torch.stack([it.box for it in items]),
+                     flips=torch.tensor([bool(it.flip) for it in items]),
+                     labels=torch.tensor([int(it.label) for it in items]),
+                     indices=torch.tensor([int(it.index) for it in items]),
+                     views=torch.tensor([int(it.view) for it in items]))
+
+
+class ClipTransform:
+    """``ClipBatch`` -> float32 clips ``(B, 3, T, size, size)`` in [0, 1] (then ``(x - mean) /
+    std`` when given), on the batch's device: every frame's box resampled to ``size x size`` in one
+    ``roi_align`` call, per-clip horizontal flip, scaling."""
+
+    def __init__(self, size: int, mean=None, std=None):
+        self.size = int(size)
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1)
+
+    def __call__(self, batch: ClipBatch) -> torch.Tensor:
+        B, T, H, W, _ = batch.frames.shape  # uint8 frames of B clips
+        device = batch.frames.device
+        x = rearrange(batch.frames, "b t h w c -> (b t) c h w").float()
+        y0, x0, y1, x1 = batch.boxes.to(torch.float32).repeat_interleave(T, dim=0).unbind(1)
+        frame_id = torch.arange(B * T, device=device, dtype=torch.float32)
+        rois = torch.stack([frame_id, x0, y0, x1, y1], dim=1)  # roi_align's (k, x1, y1, x2, y2)
+        x = roi_align(x, rois, (self.size, self.size), spatial_scale=1.0, sampling_ratio=-1,
+                      aligned=True)  # aligned: pixel i covers [i, i+1), the box is exact
+        x = rearrange(x, "(b t) c h w -> b c t h w", b=B)
+        x = torch.where(batch.flips.view(B, 1, 1, 1, 1), x.flip(-1), x)
+        x = x.div_(255.0).clamp_(0.0, 1.0)
+        if self.mean is not None:
+            x = (x - self.mean.to(device)) / self.std.to(device)
+        return x.contiguous()
+
+
+class ClipSampler(torch.utils.data.Sampler):
+    """The :class:`ClipKey` s of one epoch for process ``rank`` of ``world``.
+
+    Training: a permutation of the videos drawn from (seed, epoch), padded by repeating its start
+    to a multiple of ``world``, every ``world``-th key from ``rank``. Evaluation: videos ``rank,
+    rank + world, ...`` in order, each with all its ``clips x crops`` views, no padding.
+    """
+
+    def __init__(self, size: int, *, train: bool, seed: int = 0, rank: int = 0, world: int = 1,
+                 clips: int = 1, crops: int = 1):
+        if train and (clips, crops) != (1, 1):
+            raise ValueError("ClipSampler: several views are an evaluation protocol")
+        self.size, self.train, self.seed = int(size), bool(train), int(seed)
+        self.rank, self.world, self.clips, self.crops = int(rank), int(world), int(clips), int(crops)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def indices(self) -> list[int]:
+        """This process's video indices for the current epoch, in order."""
+        if not self.train:
+            return list(range(self.rank, self.size, self.world))
+        order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.size).tolist()
+        if self.world > 1 and order:
+            pad = -len(order) % self.world
+            order += (order * (pad // len(order) + 1))[:pad]
+        return order[self.rank::self.world]
+
+    def __iter__(self):
+        for index in self.indices():
+            for clip in range(self.clips):
+                for crop in range(self.crops):
+                    yield ClipKey(index, self.epoch, clip, self.clips, crop, self.crops)
+
+    def __len__(self) -> int:
+        return len(self.indices()) * self.clips * self.crops
+
+
+class _RawClips(torch.utils.data.Dataset):
+    """A dataset's :class:`RawClip` s addressed by :class:`ClipKey` (what the workers run)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: ClipKey) -> RawClip | None:
+        return self.dataset.raw(key)
+
+
+def make_loader(dataset, *, batch_size: int, train: bool, num_workers: int = 0, seed: int = 0,
+                rank: int = 0, world: int = 1, views: str = "1x1", pin_memory: bool | None = None
+                ) -> torch.utils.data.DataLoader:
+    """A DataLoader of :class:`ClipBatch` es over ``dataset`` (a ``VideoListDataset``): keys from a
+    :class:`ClipSampler` (``loader.sampler.set_epoch(e)`` each epoch), persistent workers, pinned
+    memory on CUDA hosts. Apply ``dataset.clip_transform`` to a batch after moving it."""
+    clips, crops = parse_views(views) if not train else (1, 1)
+    sampler = ClipSampler(len(dataset), train=train, seed=seed, rank=rank, world=world,
+                          clips=clips, crops=crops)
+    return torch.utils.data.DataLoader(
+        _RawClips(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        collate_fn=collate_raw,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
