@@ -194,9 +194,11 @@ def loader_old(ds, batch: int, workers: int, device: torch.device, epochs: int) 
     return clips / (time.perf_counter() - start)
 
 
-def loader_new(ds, batch: int, workers: int, device: torch.device, epochs: int) -> float:
+def loader_new(ds, batch: int, workers: int, device: torch.device, epochs: int, *,
+               transform: bool = True) -> float:
     """uint8 from persistent workers, the clip transform batched on the device; the first epoch
-    (worker start-up) is not timed: persistent workers pay it once per run."""
+    (worker start-up) is not timed: persistent workers pay it once per run. ``transform=False``:
+    the uint8 batches only, what the workers deliver (on a CPU the transform competes with them)."""
     loader = make_loader(ds, batch_size=batch, train=True, num_workers=workers)
     clips, start = 0, None
     for epoch in range(epochs + 1):
@@ -205,7 +207,8 @@ def loader_new(ds, batch: int, workers: int, device: torch.device, epochs: int) 
             start = time.perf_counter()
         loader.sampler.set_epoch(epoch)
         for b in loader:
-            out = ds.clip_transform(b.to(device, non_blocking=True))
+            b = b.to(device, non_blocking=True)
+            out = ds.clip_transform(b) if transform else b.frames
             clips += len(out) if epoch else 0
     sync(device)
     return clips / (time.perf_counter() - start)
@@ -372,6 +375,8 @@ def main(argv=None) -> dict:
                      "clips_per_s": loader_old(train, b, w, device, n_epochs)},
                     {"path": "new: uint8, persistent workers, device transform", "workers": w,
                      "clips_per_s": loader_new(train, b, w, device, n_epochs)},
+                    {"path": "new, workers only: uint8 batches on the device", "workers": w,
+                     "clips_per_s": loader_new(train, b, w, device, n_epochs, transform=False)},
                     {"path": "raw items in one process (no DataLoader)", "workers": 0,
                      "clips_per_s": raw_in_process(train, min(len(train), 4 * b))}]
             report["loader"] = rows
