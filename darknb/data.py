@@ -260,6 +260,9 @@ class VideoListDataset(torch.utils.data.Dataset):
 
     Item ``index`` -> ``(clip, label)`` (``+ index`` when ``return_index``): ``clip`` float32
     ``(3, T, size, size)`` in [0, 1] (normalised with ``mean``/``std`` only when ``normalize``).
+    It is built in two halves that the engine runs apart: :meth:`raw` (uint8 frames cut to the
+    crop, the crop box, the flip; what DataLoader workers run) and ``clip_transform`` (a
+    :class:`darknb.loader.ClipTransform`, run on whole batches on the device).
 
     Sampling (DarkLight): ``"consecutive"`` = T consecutive frames, random offset in training,
     centred in test, looping short videos; ``"uniform"`` = T equal segments, one frame from each

@@ -111,7 +111,8 @@ def load_classifier(checkpoint: str | os.PathLike, *, device: str | torch.device
     state = load_final_state(path)
     cfg = RunConfig.from_params(state["config"])
     classes = [str(c) for c in state["classes"]]
-    model = build_classifier(cfg, len(classes))
+    # every weight (and the input statistics) comes from the checkpoint: no backbone download
+    model = build_classifier(cfg.replace(pretrained=""), len(classes))
     if any(k.startswith("enhancer.") for k in state["model"]):  # the teacher: T_c(T_e(x))
         model = Teacher(build_enhancer(cfg.enhancer), model)
     try:

@@ -26,9 +26,14 @@ from einops import rearrange
 from torchvision.ops import roi_align
 
 from darknb.config import parse_views
+from darknb.errors import ConfigError
 
-__all__ = ["ClipBatch", "ClipKey", "ClipSampler", "ClipTransform", "RawClip", "collate_raw",
-           "make_loader", "parse_views"]
+# Names what clips this module makes: stored with anything computed from clips (the teacher's
+# cached logits), so that results of an older clip pipeline are never reused for this one.
+PIPELINE = "uint8-roi_align-1"
+
+__all__ = ["PIPELINE", "ClipBatch", "ClipKey", "ClipSampler", "ClipTransform", "RawClip",
+           "ReadyBatch", "batch_clips", "collate_raw", "make_loader", "parse_views"]
 
 
 class ClipKey(NamedTuple):
@@ -184,6 +189,49 @@ class ClipSampler(torch.utils.data.Sampler):
         return len(self.indices()) * self.clips * self.crops
 
 
+class ReadyBatch(NamedTuple):
+    """A batch of finished float clips, from a dataset that has no uint8 half (any dataset whose
+    items are ``(clip, label, index)``): ``clips`` ``(B, 3, T, H, W)``."""
+
+    clips: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+    def to(self, device, non_blocking: bool = True) -> "ReadyBatch":
+        move = dict(device=device, non_blocking=non_blocking)
+        return self._replace(clips=self.clips.to(**move), labels=self.labels.to(**move))
+
+
+def _collate_ready(items) -> ReadyBatch | None:
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    clips, labels, indices = torch.utils.data.default_collate(items)[:3]
+    return ReadyBatch(clips, labels, indices)
+
+
+def batch_clips(dataset, batch) -> torch.Tensor:
+    """The network input of a loader batch (on the batch's device): the dataset's device
+    transform for a :class:`ClipBatch`, the clips themselves for a :class:`ReadyBatch`."""
+    return batch.clips if isinstance(batch, ReadyBatch) else dataset.clip_transform(batch)
+
+
+class _ItemClips(torch.utils.data.Dataset):
+    """A plain clip dataset addressed by :class:`ClipKey`: its epoch is set from the key (in the
+    worker's own copy), then ``dataset[index]`` is returned as it is."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: ClipKey):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(key.epoch)
+        return self.dataset[key.index]
+
+
 class _RawClips(torch.utils.data.Dataset):
     """A dataset's :class:`RawClip` s addressed by :class:`ClipKey` (what the workers run)."""
 
@@ -202,12 +250,18 @@ def make_loader(dataset, *, batch_size: int, train: bool, num_workers: int = 0, 
                 ) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`ClipBatch` es over ``dataset`` (a ``VideoListDataset``): keys from a
     :class:`ClipSampler` (``loader.sampler.set_epoch(e)`` each epoch), persistent workers, pinned
-    memory on CUDA hosts. Apply ``dataset.clip_transform`` to a batch after moving it."""
+    memory on CUDA hosts. Turn a batch into clips with :func:`batch_clips` after moving it.
+    A dataset without the uint8 half (no ``raw``) gives :class:`ReadyBatch` es of its own items
+    ``(clip, label, index)`` (single view only)."""
     clips, crops = parse_views(views) if not train else (1, 1)
+    raw = hasattr(dataset, "raw") and hasattr(dataset, "clip_transform")
+    if not raw and clips * crops > 1:
+        raise ConfigError(f"views {views!r} need a dataset that samples views (VideoListDataset); "
+                          f"{type(dataset).__name__} gives one clip per video")
     sampler = ClipSampler(len(dataset), train=train, seed=seed, rank=rank, world=world,
                           clips=clips, crops=crops)
     return torch.utils.data.DataLoader(
-        _RawClips(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-        collate_fn=collate_raw,
+        _RawClips(dataset) if raw else _ItemClips(dataset), batch_size=batch_size, sampler=sampler,
+        num_workers=num_workers, collate_fn=collate_raw if raw else _collate_ready,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)

@@ -39,7 +39,8 @@ from darknb.distill import TeacherCache, kd_loss
 from darknb.enhance import ZeroDCE, build_enhancer, fit_zero_reference, save_enhancer
 from darknb.errors import CheckpointError, ConfigError, TrainingError
 from darknb.files import RunDir, save_torch
-from darknb.loader import make_loader
+from darknb.loader import PIPELINE as CLIP_PIPELINE
+from darknb.loader import batch_clips, make_loader
 from darknb.models import Teacher, create_model
 
 # Config fields that may differ between a checkpoint and the run resuming it.
@@ -266,10 +267,10 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, num_workers: int
         if batch is None:
             continue
         with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
-            out = net(dataset.clip_transform(batch.to(device))).float().cpu()
+            out = net(batch_clips(dataset, batch.to(device))).float().cpu()
         if several:
             out = out.softmax(dim=1)
-        for i, y, row in zip(batch.indices.tolist(), batch.labels.tolist(), out):
+        for i, y, row in zip(batch.indices.tolist(), batch.labels.tolist(), out):  # CPU copies
             scores[i] = scores[i] + row if i in scores else row
             labels[i] = y
     net.train(was_training)
@@ -440,7 +441,8 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
             # Dropout / BERT key masks: a pure function of (seed, epoch, process) -> exact resume;
             # clips and the shuffle: of (seed, epoch, index) through the sampler's keys.
             _set_seed(_epoch_seed(cfg.seed, epoch, rank))
-            train_set.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):  # for dataset[i] in this process; workers read
+                train_set.set_epoch(epoch)       # the epoch from the sampler's keys
             loader.sampler.set_epoch(epoch)
             model.train()
             reader = _LossReader()
@@ -463,7 +465,7 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                     group["lr"] = lr
                 index = batch.indices  # stays on the CPU: the teacher cache's keys
                 batch = batch.to(device, non_blocking=True)
-                clips, target = train_set.clip_transform(batch), batch.labels
+                clips, target = batch_clips(train_set, batch), batch.labels
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                     with accelerator.autocast():
                         logits = forward(clips)
@@ -640,6 +642,7 @@ def teacher_cache_for(cfg: RunConfig) -> TeacherCache:
     fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
                                            "sampling", "cache_dir")}
     fields["teacher"] = (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) if ckpt.exists() else None
+    fields["clips"] = CLIP_PIPELINE  # a cache filled by another clip pipeline is not reused
     signature = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
     return TeacherCache(run.teacher_cache, signature=signature)
 

@@ -317,3 +317,23 @@ def test_compile_option_trains_through_torch_compile(cfg, monkeypatch):
     result = fit(model, train, test, run, name="m", progress=False)
     assert calls == ["ViTBERT"]
     assert set(load_checkpoint(result["checkpoint"])["model"]) == set(model.state_dict())
+
+
+def test_any_dataset_of_float_clips_still_trains_and_evaluates(cfg):
+    """A dataset without the uint8 half (no ``raw``): its own (clip, label, index) items are used."""
+
+    class Plain(torch.utils.data.Dataset):
+        classes = ["a", "b", "c"]
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return torch.rand(3, 4, 32, 32, generator=g), i % 3, i
+
+    result = fit(build_classifier(cfg, 3), Plain(), Plain(), cfg.replace(epochs=1), name="p",
+                 progress=False)
+    assert result["metrics"]["num_videos"] == 6 and result["steps"] == 2
+    with pytest.raises(ConfigError, match="views"):
+        evaluate(build_classifier(cfg, 3), Plain(), views="2x1")
