@@ -412,6 +412,7 @@ def _main(argv=None) -> dict:
     report["ratios"] = ratios(report)
     print(table("ratios", report["ratios"]))
     report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"[bench] peak host memory (RSS) of this process: {report['peak_rss_gib']:.2f} GiB")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return report
