@@ -1,10 +1,11 @@
 """darknb: action recognition in dark videos with knowledge distillation (DL-KDD).
 
 Submodules are imported lazily so that ``import darknb`` stays cheap:
-``darknb.config``, ``darknb.files``, ``darknb.registry``, ``darknb.video``, ``darknb.synthetic``,
-``darknb.data``, ``darknb.enhance``, ``darknb.models``, ``darknb.distill``, ``darknb.train``,
+``darknb.config``, ``darknb.files``, ``darknb.registry``, ``darknb.video``, ``darknb.framecache``,
+``darknb.synthetic``, ``darknb.data``, ``darknb.loader``, ``darknb.enhance``, ``darknb.models``,
+``darknb.distill``, ``darknb.train``, ``darknb.inference``, ``darknb.pretrain``, ``darknb.study``,
 ``darknb.experiments``, ``darknb.stats``, ``darknb.flops``, ``darknb.reports``, ``darknb.widgets``,
-``darknb.pipeline``, ``darknb.cli``, ``darknb.loader``, ``darknb.inference``.
+``darknb.pipeline``, ``darknb.cli``.
 
 ``darknb.predict(video, checkpoint)`` classifies your own videos (:func:`darknb.inference.predict`).
 """
@@ -15,8 +16,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "cli", "config", "data", "distill", "enhance", "errors", "experiments", "files", "flops",
-    "inference", "loader", "models", "pipeline", "registry", "reports", "stats", "synthetic",
-    "train", "video", "widgets",
+    "framecache", "inference", "loader", "models", "pipeline", "pretrain", "registry", "reports",
+    "stats", "study", "synthetic", "train", "video", "widgets",
 }
 
 

@@ -100,11 +100,16 @@ def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
 
 def save_stage(out_dir, name: str, result: dict, *, cfg, datasets=(), **extra) -> dict:
     """Write a trained stage's two files: ``<name>.json`` (:func:`stage_summary` + ``extra``) and
-    ``<name>_predictions.json`` (per-video metrics). Returns the summary."""
+    ``<name>_predictions.json`` (per-video metrics). Returns the summary. With several training
+    processes (torchrun) only the main one writes."""
+    # lazy: the engine is not needed to read reports
+    from darknb.train import process_state
+
     run = RunDir(out_dir)
     summary = {**stage_summary(result, cfg=cfg, datasets=datasets), **extra}
-    write_json(summary, run.stage(name))
-    write_json(result["metrics"], run.predictions(name))
+    if process_state().is_main_process:
+        write_json(summary, run.stage(name))
+        write_json(result["metrics"], run.predictions(name))
     return summary
 
 
@@ -161,6 +166,32 @@ def plot_history(history: list[dict], *, title: str = ""):
     ax_loss.legend()
     ax_acc.plot(epochs, [h["train_top1"] for h in history], marker="o")
     ax_acc.set(xlabel="epoch", ylabel="train top-1 (%)", title=f"{title} train accuracy", ylim=(0, 100))
+    fig.tight_layout()
+    return fig
+
+
+def plot_histories(histories: dict[str, list[dict]], *, title: str = ""):
+    """Several runs (e.g. one per seed) side by side: training loss, train top-1 and validation
+    top-1 per epoch, one line per run (distinct colour and marker, so no line hides another)."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
+
+    has_val = any("val_top1" in h for hist in histories.values() for h in hist)
+    panels = 3 if has_val else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2))
+    markers = "os^vDP*Xh"
+    for k, (label, history) in enumerate(histories.items()):
+        style = dict(marker=markers[k % len(markers)], markersize=3, linewidth=1.2, label=label)
+        epochs = [h["epoch"] for h in history]
+        axes[0].plot(epochs, [h["loss"] for h in history], **style)
+        axes[1].plot(epochs, [h["train_top1"] for h in history], **style)
+        if has_val:
+            axes[2].plot(epochs, [h.get("val_top1") for h in history], **style)
+    axes[0].set(xlabel="epoch", ylabel="training loss", title=f"{title}: training loss")
+    axes[1].set(xlabel="epoch", ylabel="top-1 (%)", title=f"{title}: train top-1", ylim=(0, 100))
+    if has_val:
+        axes[2].set(xlabel="epoch", ylabel="top-1 (%)", title=f"{title}: validation top-1",
+                    ylim=(0, 100))
+    axes[-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
 

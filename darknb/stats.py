@@ -6,6 +6,10 @@ videos). Whether such a gap is larger than test-set noise is a question these an
 - :func:`mcnemar` — teacher vs student on the *same* videos (McNemar 1947); only the videos where
   they disagree carry information.
 - :func:`mean_std` — spread over training seeds.
+- :func:`paired_seed_test`, :func:`holm`, :func:`minimum_detectable_effect` — two models trained
+  with the same seeds: paired t-test over seeds, Holm's multiple-comparison correction, and the
+  smallest effect the design detects at 80 % power (Student's t from the regularised incomplete
+  beta, :func:`t_cdf` / :func:`t_ppf`).
 Pure numpy + ``math`` (scipy is not a dependency).
 """
 
@@ -33,6 +37,14 @@ def _as_correct(correct, name: str = "correct") -> np.ndarray:
         bad = arr[~np.isin(arr, (0, 1))][:3]
         raise ConfigError(f"{name}: values must be 0/1 (or bool), found {bad.tolist()}")
     return arr.astype(np.float64)
+
+
+def correct_by_video(predictions: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(video indices, 0/1 correct) sorted by video index, from an ``evaluate`` result, so two
+    models' predictions on the same test set can be paired."""
+    order = np.argsort(predictions["indices"])
+    idx = np.asarray(predictions["indices"])[order]
+    return idx, (np.asarray(predictions["pred"]) == np.asarray(predictions["labels"]))[order].astype(int)
 
 
 def bootstrap_ci(correct, *, n_boot: int = 2000, confidence: float = 0.95,

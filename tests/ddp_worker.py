@@ -43,9 +43,8 @@ def checksum(model) -> float:
     return float(sum(p.detach().double().sum() for p in model.parameters()))
 
 
-cfg = RunConfig(data_root=data_root, cache_dir="", num_frames=4, size=32, sampling="uniform",
-                batch_size=2, epochs=2, save_every=1, val_fraction=0.34, seed=0,
-                output_dir=str(out / "full"))
+cfg = RunConfig(data_root=data_root, num_frames=4, size=32, sampling="uniform", batch_size=2,
+                epochs=2, save_every=1, seed=0, pretrained="", output_dir=str(out / "full"))
 train, val, test = build_datasets(cfg)
 record: dict = {"rank": rank, "train": len(train), "val": len(val), "test": len(test)}
 
@@ -74,10 +73,9 @@ stdout = io.StringIO()
 before = len(writes)
 with contextlib.redirect_stdout(stdout):
     code = main(["train", "teacher", "--preset", "none", "--set", f"data_root={data_root}",
-                 "--set", "cache_dir=", "--set", "num_frames=4", "--set", "size=32",
-                 "--set", "sampling=uniform", "--set", "batch_size=2", "--set", "epochs=1",
-                 "--set", "enhancer=gamma", "--set", "val_fraction=0.34",
-                 "--set", f"output_dir={out / 'cli'}"])
+                 "--set", "num_frames=4", "--set", "size=32", "--set", "sampling=uniform",
+                 "--set", "batch_size=2", "--set", "epochs=1", "--set", "enhancer=gamma",
+                 "--set", "pretrained=", "--set", f"output_dir={out / 'cli'}"])
 record.update(cli_code=code, cli_stdout=stdout.getvalue(), cli_writes=writes[before:],
               writes=writes)
 (out / f"rank{rank}.json").write_text(json.dumps(record))

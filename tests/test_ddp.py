@@ -25,8 +25,10 @@ def ddp_run(tmp_path_factory):
     from darknb.synthetic import make_synthetic_dark
 
     tmp = tmp_path_factory.mktemp("ddp")
-    data = make_synthetic_dark(tmp / "data", num_classes=3, videos_per_class=12, num_frames=12,
-                               size=(48, 36), seed=0)
+    # 12 training clips (3 classes x 4 scenes), 6 validation, 6 test; every clip also a video
+    data = make_synthetic_dark(tmp / "data" / "synthetic", num_classes=3, train_scenes=4,
+                               val_scenes=2, test_scenes=2, pretrain_scenes=1,
+                               pretrain_val_scenes=1, num_frames=8, size=36, video_every=1, seed=0)
     env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1",
            "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -70,9 +72,9 @@ def test_only_the_main_process_writes_and_prints(ddp_run):
     assert r1["writes"] == []
     assert any(w.endswith("m.ckpt") for w in r0["writes"])
     assert r0["cli_code"] == r1["cli_code"] == 0
-    assert "[darknb] teacher: top-1" in r0["cli_stdout"] and "2 process(es)" in r0["cli_stdout"]
+    assert "[darknb] teacher_s0: top-1" in r0["cli_stdout"] and "2 process(es)" in r0["cli_stdout"]
     assert r1["cli_stdout"] == ""
-    assert {Path(w).name for w in r0["cli_writes"]} >= {"teacher.ckpt", "teacher.json",
-                                                         "teacher_predictions.json"}
-    summary = json.loads((out / "cli" / "teacher.json").read_text())
+    assert {Path(w).name for w in r0["cli_writes"]} >= {"teacher_s0.ckpt", "teacher_s0.json",
+                                                         "teacher_s0_predictions.json"}
+    summary = json.loads((out / "cli" / "teacher_s0.json").read_text())
     assert summary["num_videos"] == r0["test"] and summary["protocol"]["views"] == "1x1"

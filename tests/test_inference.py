@@ -13,7 +13,7 @@ import darknb
 from darknb.config import RunConfig
 from darknb.data import VideoListDataset
 from darknb.errors import CheckpointError
-from darknb.synthetic import _render_clip, _scene
+from darknb.synthetic import Darkening, _scene, render_lit
 from darknb.train import build_classifier, save_checkpoint
 from darknb.video import write_video
 
@@ -24,7 +24,8 @@ CLASSES = ["MoveLeft", "MoveRight", "RotateCW"]
 def run(tmp_path_factory):
     """A finished (1-epoch) student checkpoint and two dark videos, MP4 and AVI."""
     root = tmp_path_factory.mktemp("predict")
-    cfg = RunConfig(num_frames=4, size=32, sampling="consecutive", epochs=1, output_dir=str(root))
+    cfg = RunConfig(num_frames=4, size=32, sampling="consecutive", epochs=1, output_dir=str(root),
+                    pretrained="")
     torch.manual_seed(0)
     model = build_classifier(cfg, len(CLASSES))
     with torch.no_grad():  # a head that is not uniform, so probabilities differ between videos
@@ -32,7 +33,8 @@ def run(tmp_path_factory):
     ckpt = root / "student.ckpt"
     save_checkpoint(ckpt, {"model": model.state_dict(), "epoch": 1, "config": cfg.to_dict(),
                            "classes": CLASSES, "best": {"epoch": 0}, "name": "student"})
-    frames = _render_clip(_scene(0, 1, 36, 48), "RotateCW", np.random.default_rng(0), 10, 36, 48)
+    rng = np.random.default_rng(0)
+    frames = Darkening()(render_lit(_scene(0, 1, 36, 48), "RotateCW", rng, 10, 36, 48), rng)  # dark
     videos = {ext: write_video(root / "videos" / f"RotateCW_1_1{ext}", frames)
               for ext in (".mp4", ".avi")}
     (root / "videos" / "list.txt").write_text("0\t2\tRotateCW_1_1.mp4\n")

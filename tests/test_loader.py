@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from darknb.data import SyntheticDark, make_synthetic_dark
+from darknb.data import SyntheticDark
 from darknb.loader import (
     ClipBatch,
     ClipKey,
@@ -17,10 +17,9 @@ from darknb.loader import (
 )
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return make_synthetic_dark(tmp_path_factory.mktemp("synth"), num_classes=3, videos_per_class=4,
-                               num_frames=12, size=(64, 48), seed=1)
+@pytest.fixture
+def synth(tiny_synthetic):
+    return tiny_synthetic  # 3 classes x 2 training scenes, every clip also a video file
 
 
 def test_persistent_workers_return_uint8_and_follow_the_epoch(synth):

@@ -100,7 +100,7 @@ def test_teacher_freezes_enhancer_and_stays_in_eval_mode():
 def test_pretrained_backbone_from_a_local_file(tmp_path):
     import timm
 
-    kwargs = dict(patch_size=8, embed_dim=64, depth=3, num_heads=4)
+    kwargs = dict(patch_size=8, embed_dim=64, depth=3, num_heads=4, global_pool="avg")
     source = timm.create_model("vit_tiny_patch16_224", img_size=64, num_classes=10, **kwargs)
     path = tmp_path / "vit.pth"
     torch.save(source.state_dict(), path)
@@ -129,7 +129,7 @@ def test_normalisation_statistics_travel_with_the_weights(tmp_path):
 
     import timm
 
-    kwargs = dict(patch_size=8, embed_dim=64, depth=3, num_heads=4)
+    kwargs = dict(patch_size=8, embed_dim=64, depth=3, num_heads=4, global_pool="avg")
     source = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=0, **kwargs)
     path = tmp_path / "backbone.pth"
     torch.save(source.state_dict(), path)
