@@ -216,6 +216,21 @@ def batch_clips(dataset, batch) -> torch.Tensor:
     return batch.clips if isinstance(batch, ReadyBatch) else dataset.clip_transform(batch)
 
 
+class _CollateAndTransform:
+    """``collate_raw`` then the dataset's clip transform, inside the worker: for training on a CPU,
+    where "the device" is the CPU and the main process would otherwise do it between steps. The
+    same batched transform on the same batch: the clips are identical."""
+
+    def __init__(self, transform: ClipTransform):
+        self.transform = transform
+
+    def __call__(self, items) -> ReadyBatch | None:
+        batch = collate_raw(items)
+        if batch is None:
+            return None
+        return ReadyBatch(self.transform(batch), batch.labels, batch.indices)
+
+
 class _ItemClips(torch.utils.data.Dataset):
     """A plain clip dataset addressed by :class:`ClipKey`: its epoch is set from the key (in the
     worker's own copy), then ``dataset[index]`` is returned as it is."""
@@ -246,13 +261,14 @@ class _RawClips(torch.utils.data.Dataset):
 
 
 def make_loader(dataset, *, batch_size: int, train: bool, num_workers: int = 0, seed: int = 0,
-                rank: int = 0, world: int = 1, views: str = "1x1", pin_memory: bool | None = None
-                ) -> torch.utils.data.DataLoader:
+                rank: int = 0, world: int = 1, views: str = "1x1", pin_memory: bool | None = None,
+                transform_in_workers: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader of :class:`ClipBatch` es over ``dataset`` (a ``VideoListDataset``): keys from a
     :class:`ClipSampler` (``loader.sampler.set_epoch(e)`` each epoch), persistent workers, pinned
     memory on CUDA hosts. Turn a batch into clips with :func:`batch_clips` after moving it.
     A dataset without the uint8 half (no ``raw``) gives :class:`ReadyBatch` es of its own items
-    ``(clip, label, index)`` (single view only)."""
+    ``(clip, label, index)`` (single view only). ``transform_in_workers`` (training on a CPU with
+    workers): the workers apply the transform too and return :class:`ReadyBatch` es."""
     clips, crops = parse_views(views) if not train else (1, 1)
     raw = hasattr(dataset, "raw") and hasattr(dataset, "clip_transform")
     if not raw and clips * crops > 1:
@@ -262,6 +278,8 @@ def make_loader(dataset, *, batch_size: int, train: bool, num_workers: int = 0, 
                           clips=clips, crops=crops)
     return torch.utils.data.DataLoader(
         _RawClips(dataset) if raw else _ItemClips(dataset), batch_size=batch_size, sampler=sampler,
-        num_workers=num_workers, collate_fn=collate_raw if raw else _collate_ready,
+        num_workers=num_workers,
+        collate_fn=(_CollateAndTransform(dataset.clip_transform) if raw and transform_in_workers
+                    else collate_raw if raw else _collate_ready),
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)

@@ -270,7 +270,8 @@ def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, num_workers: int
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     if loader is None:
         loader = make_loader(dataset, batch_size=batch_size, train=False, num_workers=num_workers,
-                             rank=rank, world=world, views=views)
+                             rank=rank, world=world, views=views,
+                             transform_in_workers=num_workers > 0 and not torch.cuda.is_available())
     # the bare module: no DDP collectives, processes may run different numbers of batches
     net = accelerator.unwrap_model(model) if accelerator is not None else model
     device = accelerator.device if accelerator is not None else next(net.parameters()).device
@@ -429,13 +430,16 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
             raise CheckpointError(f"checkpoint {str(ckpt_path)!r} is at epoch {start_epoch}, past "
                                   f"epochs={cfg.epochs}")
 
+    # on a CPU "the device" is the CPU: workers then transform too, instead of the main process
+    in_workers = device.type == "cpu" and cfg.num_workers > 0
     loader = make_loader(train_set, batch_size=cfg.batch_size, train=True,
-                         num_workers=cfg.num_workers, seed=cfg.seed, rank=rank, world=world)
+                         num_workers=cfg.num_workers, seed=cfg.seed, rank=rank, world=world,
+                         transform_in_workers=in_workers)
     if len(loader) == 0:
         raise TrainingError(f"{name}: the training set is empty")
     val_loader = None if val_set is None else make_loader(
         val_set, batch_size=cfg.batch_size, train=False, num_workers=cfg.num_workers, rank=rank,
-        world=world)
+        world=world, transform_in_workers=in_workers)
     model, optimizer = accelerator.prepare(model, optimizer)
     if use_teacher:
         teacher = teacher.to(device).eval()

@@ -12,6 +12,7 @@ from darknb.loader import (
     ClipSampler,
     ClipTransform,
     RawClip,
+    ReadyBatch,
     collate_raw,
     make_loader,
 )
@@ -94,3 +95,15 @@ def test_clips_of_different_sizes_are_padded_without_changing_them():
     assert torch.equal(together[0], alone[0][0])  # the largest: not padded
     assert torch.allclose(together[1], alone[1][0], rtol=0, atol=1e-6)  # edge copies: rounding only
     assert collate_raw([None]) is None
+
+
+def test_workers_can_transform_on_a_cpu_with_identical_clips(synth):
+    """Training on a CPU: the workers run the same batched transform; the clips are identical."""
+    ds = SyntheticDark(synth, "train", num_frames=4, size=24, train=True, flip=True, seed=3)
+    kw = dict(batch_size=3, train=True, num_workers=2, seed=3)
+    plain, ready = make_loader(ds, **kw), make_loader(ds, transform_in_workers=True, **kw)
+    for loader in (plain, ready):
+        loader.sampler.set_epoch(1)
+    for a, b in zip(plain, ready):
+        assert isinstance(b, ReadyBatch) and torch.equal(a.indices, b.indices)
+        assert torch.equal(ds.clip_transform(a), b.clips)
