@@ -30,6 +30,7 @@ test-browser: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_video.py
+	$(PY) benchmarks/bench_train.py
 
 clean-reports:
 	rm -rf reports/$(RUN)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m darknb {run,synth,prepare,train,models}`` (also installed as ``darknb``).
+"""Command line: ``python -m darknb {run,synth,prepare,train,predict,models}`` (also installed as ``darknb``).
 
 Each command imports what it needs when it runs, so ``darknb --help`` answers without loading torch.
 """
@@ -54,14 +54,22 @@ def main(argv=None) -> int:
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
 
-    train = sub.add_parser("train", help="train one stage outside the notebooks (works under "
-                                         "`accelerate launch -m darknb train ...` for several GPUs)")
+    train = sub.add_parser("train", help="train one stage outside the notebooks (several processes: "
+                                         "`torchrun --nproc_per_node N -m darknb train ...`)")
     train.add_argument("stage", choices=["pretrain", "teacher", "student", "student_no_kd",
                                          "student_selfkd"],
                        help="pretrain: the backbone on the well-lit set; the others: one arm of the "
                             "study for --set seed=N (stage <arm>_s<N>)")
     train.add_argument("--preset", default="demo", help="demo | paper | none")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a RunConfig field")
+
+    pred = sub.add_parser("predict", help="classify videos with a trained checkpoint (top-5 classes)")
+    pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (MP4, AVI, ...)")
+    pred.add_argument("--checkpoint", required=True, help="e.g. reports/<run>/student.ckpt")
+    pred.add_argument("--protocol", default="1x1", help="views, clips x crops: 1x1 (centre) | 10x3 ...")
+    pred.add_argument("--top-k", type=int, default=5)
+    pred.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: GPU if any)")
+    pred.add_argument("--json", action="store_true", help="print the results as JSON")
 
     sub.add_parser("models", help="list registered models")
 
@@ -92,6 +100,7 @@ def main(argv=None) -> int:
         elif args.command == "train":
             from darknb.config import NOTEBOOK_ONLY, PRESETS, RunConfig, defaults
             from darknb.data import ensure_dataset
+            from darknb.train import process_state
 
             base = {} if args.preset == "none" else PRESETS[args.preset]
             overrides = _parse_sets(args.set)
@@ -100,20 +109,40 @@ def main(argv=None) -> int:
                 raise DarknbError(f"unknown parameter(s) {sorted(unknown)}")
             params = {**NOTEBOOK_ONLY, **base, **overrides}
             cfg = RunConfig.from_params(params)
-            ensure_dataset(cfg)
+            state = process_state()  # one of several processes under torchrun / accelerate launch
+            with state.main_process_first():  # the main process makes the data, the others reuse it
+                ensure_dataset(cfg)
+            main = state.is_main_process  # every process holds the same result; one prints
             if args.stage == "pretrain":
                 from darknb.pretrain import pretrain_backbone
 
-                result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"])
-                print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on the "
-                      f"well-lit set; backbone {result['backbone']}")
+                result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"],
+                                           progress=main)
+                if main:
+                    print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on "
+                          f"the well-lit set; backbone {result['backbone']}")
             else:
                 from darknb.study import arm_name, train_arm
 
-                result = train_arm(cfg, args.stage, progress=True)
-                print(f"[darknb] {arm_name(args.stage, cfg.seed)}: top-1 {result['metrics']['top1']:.2f} %, "
-                      f"top-5 {result['metrics']['top5']:.2f} % (measured, {cfg.dataset}, epoch "
-                      f"{result['selection']['epoch']} chosen on {result['selection']['selected_on']})")
+                result = train_arm(cfg, args.stage, progress=main)
+                if main:
+                    print(f"[darknb] {arm_name(args.stage, cfg.seed)}: top-1 "
+                          f"{result['metrics']['top1']:.2f} %, top-5 {result['metrics']['top5']:.2f} % "
+                          f"(measured, {cfg.dataset}, epoch {result['selection']['epoch']} chosen on "
+                          f"{result['selection']['selected_on']}, {result['processes']} process(es), "
+                          f"test views {result['metrics']['protocol']['views']})")
+        elif args.command == "predict":
+            import json
+
+            from darknb.inference import format_prediction, load_classifier, predict
+
+            classifier = load_classifier(args.checkpoint, device=args.device)
+            results = predict(args.videos, classifier, protocol=args.protocol, top_k=args.top_k)
+            if args.json:
+                print(json.dumps(results, indent=1))
+            else:
+                print(f"[darknb] {classifier}")
+                print("\n".join(format_prediction(r) for r in results))
         elif args.command == "models":
             from darknb.models import list_models
 

@@ -5,11 +5,17 @@ Reads top to bottom in that order. The synthetic renderer lives in :mod:`darknb.
 
 Clip protocol (PAPER.md, "Details from the methods it builds on", DarkLight, Chen et al. 2021):
 T consecutive frames, random offset in training, centred in test, wrap-around (loop) for videos
-shorter than T; resize (DarkLight: 170x128, i.e. short side 128 for a 112 crop), multi-scale crop
-to 112 + horizontal flip in training (the same crop for every frame of a clip), centre crop in test.
+shorter than T (a random loop start in training, as DarkLight; the loop centred in test); resize
+(DarkLight: 170x128, i.e. short side 128 for a 112 crop), multi-scale crop to 112 + horizontal flip
+in training (the same crop for every frame of a clip), centre crop in test. Evaluation can also
+average several views (:func:`sample_frame_indices` / :func:`crop_box` ``clip``/``crop``).
 
-Every clip is a float32 tensor ``(3, T, H, W)`` in [0, 1] (not mean/std normalised unless asked:
-the classifier normalises internally so that an enhancer such as Zero-DCE can sit in front of it).
+A dataset item is built in two halves. ``VideoListDataset.raw`` (what DataLoader workers run)
+samples the frames and the crop box and returns uint8 frames cut to the box
+(:class:`darknb.loader.RawClip`); :class:`darknb.loader.ClipTransform` resamples, flips and scales a
+whole batch of them on the device. ``dataset[i]`` runs both halves and gives the float32 clip
+``(3, T, H, W)`` in [0, 1] (not mean/std normalised unless asked: the classifier normalises
+internally so that an enhancer such as Zero-DCE can sit in front of it).
 
 Determinism contract (relied on by the training engine for exact resume and teacher-output
 caching): all randomness of item ``index`` comes from ``np.random.default_rng([seed, epoch, index])``
@@ -34,6 +40,7 @@ from darknb.config import RunConfig
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 from darknb.files import read_json, save_npy, write_json
 from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest
+from darknb.loader import ClipKey, ClipTransform, RawClip, collate_raw
 from darknb.registry import Registry
 from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
 from darknb.synthetic import (  # SYNTHETIC_CLASSES, make_synthetic_dark: re-exported
@@ -56,16 +63,20 @@ __all__ = [
     "build_dataset",
     "build_datasets",
     "collate_clips",
+    "crop_box",
+    "default_resize_short",
     "enhancer_fit_frames",
     "group_holdout",
     "ensure_dataset",
     "list_datasets",
+    "make_raw_clip",
     "make_synthetic_dark",
     "prepare_cache",
     "prepare_dataset",
     "read_list",
     "read_mapping",
     "register_dataset",
+    "sample_frame_indices",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -152,22 +163,92 @@ def _safe_relpath(root_resolved: Path, rel: str, where: str) -> Path:
 # =========================================================================== clip sampling
 
 def sample_frame_indices(n: int, num_frames: int, sampling: str, train: bool,
-                         rng: np.random.Generator) -> np.ndarray:
+                         rng: np.random.Generator | None, *, clip: int = 0, clips: int = 1) -> np.ndarray:
     """The T frame indices of a clip from a video with ``n`` real frames.
 
-    ``"consecutive"`` (DarkLight): T consecutive frames, random offset in training, centred in test,
-    looping short videos. ``"uniform"``: T equal segments, one frame from each (random in training,
-    the centre in test).
+    ``"consecutive"`` (DarkLight): T consecutive frames, random offset in training, centred in test.
+    A video shorter than T is looped: training draws the loop's start (DarkLight's random start);
+    test centres the loop (the clip's middle frame is the video's). ``"uniform"``: T equal
+    segments, one frame from each (random in training, the centre in test).
+
+    Evaluation views (``train=False``): clip ``clip`` of ``clips`` evenly spaced ones; with
+    ``clips=1`` it is the centred clip above. Consecutive: starts spread evenly over [0, n - T]
+    (over the loop's n starts for a short video); uniform: the position inside every segment moves
+    from its start to its end.
     """
     T = num_frames
     if sampling == "consecutive":
-        start = int(rng.integers(0, max(1, n - T + 1))) if train else max(0, (n - T) // 2)
+        if train:
+            start = int(rng.integers(0, n - T + 1)) if n >= T else int(rng.integers(0, n))
+        elif clips == 1:
+            start = (n - T) // 2 % n  # == (n - T) // 2 when n >= T; a centred loop when shorter
+        elif n >= T:
+            start = round(clip * (n - T) / (clips - 1))
+        else:
+            start = ((n - T) // 2 + clip * n // clips) % n
         return (start + np.arange(T)) % n
     edges = np.linspace(0, n, T + 1)
     lo = np.floor(edges[:-1]).astype(int)
     hi = np.maximum(lo + 1, np.floor(edges[1:]).astype(int))
-    idx = rng.integers(lo, hi) if train else (lo + hi - 1) // 2
+    if train:
+        idx = rng.integers(lo, hi)
+    elif clips == 1:
+        idx = (lo + hi - 1) // 2
+    else:
+        idx = lo + ((hi - lo) * (2 * clip + 1)) // (2 * clips)
     return np.minimum(idx, n - 1)
+
+
+def default_resize_short(size: int) -> int:
+    """DarkLight's resize before cropping: short side 128 for a 112 crop, scaled with ``size``."""
+    return round(int(size) * 128 / 112)
+
+
+def crop_box(H: int, W: int, *, size: int, resize_short: int, train: bool, multiscale: bool,
+             rng: np.random.Generator | None, crop: int = 0, crops: int = 1) -> np.ndarray:
+    """The crop of an ``H x W`` frame, as ``(y0, x0, y1, x1)`` in its pixels (float64), that ends
+    up as the ``size x size`` network input.
+
+    The frame is (virtually) resized so that its short side is ``resize_short``; the crop is drawn
+    there and mapped back, so the frame is resampled once. Training with ``multiscale``:
+    DarkLight's GroupMultiScaleCrop (sides from scales 1, .875, .75, .66 of the short side, at
+    most one scale step of aspect distortion, random position); training without: a random
+    ``size`` square; test: the centre ``size`` square, or crop ``crop`` of ``crops`` = 3 at the
+    start, centre and end of the long side.
+    """
+    scale = resize_short / min(H, W)
+    h, w = max(size, round(H * scale)), max(size, round(W * scale))
+    if train and multiscale:
+        short = min(h, w)
+        sides = [int(short * s) for s in (1.0, 0.875, 0.75, 0.66)]
+        pairs = [(a, b) for i, a in enumerate(sides) for j, b in enumerate(sides) if abs(i - j) <= 1]
+        ch, cw = pairs[int(rng.integers(len(pairs)))]
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    elif train:
+        ch = cw = size
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    else:
+        ch = cw = size
+        top, left = (h - size) // 2, (w - size) // 2
+        if crops == 3:
+            along = h - size if h > w else w - size  # slide along the long side
+            offset = (0, along // 2, along)[crop]
+            top, left = (offset, left) if h > w else (top, offset)
+    sy, sx = H / h, W / w
+    return np.array([top * sy, left * sx, (top + ch) * sy, (left + cw) * sx])
+
+
+def make_raw_clip(frames: np.ndarray, box: np.ndarray, *, flip: bool, label: int, index: int,
+                  view: int = 0) -> RawClip:
+    """Cut ``frames`` ``(T, H, W, 3)`` to the rows and columns the resampling of ``box`` reads
+    (its bounding box and one pixel around it), shift the box accordingly, and wrap it up."""
+    T, H, W, _ = frames.shape
+    y0, x0, y1, x1 = box
+    r0, c0 = max(0, int(np.floor(y0)) - 1), max(0, int(np.floor(x0)) - 1)
+    r1, c1 = min(H, int(np.floor(y1)) + 2), min(W, int(np.floor(x1)) + 2)
+    cut = np.ascontiguousarray(frames[:, r0:r1, c0:c1])
+    shifted = torch.tensor([y0 - r0, x0 - c0, y1 - r0, x1 - c0], dtype=torch.float32)
+    return RawClip(torch.from_numpy(cut), shifted, bool(flip), int(label), int(index), int(view))
 
 
 # =========================================================================== clip dataset
@@ -177,6 +258,9 @@ class VideoListDataset(torch.utils.data.Dataset):
 
     Item ``index`` -> ``(clip, label)`` (``+ index`` when ``return_index``): ``clip`` float32
     ``(3, T, size, size)`` in [0, 1] (normalised with ``mean``/``std`` only when ``normalize``).
+    It is built in two halves that the engine runs apart: :meth:`raw` (uint8 frames cut to the
+    crop, the crop box, the flip; what DataLoader workers run) and ``clip_transform`` (a
+    :class:`darknb.loader.ClipTransform`, run on whole batches on the device).
 
     Sampling (DarkLight): ``"consecutive"`` = T consecutive frames, random offset in training,
     centred in test, looping short videos; ``"uniform"`` = T equal segments, one frame from each
@@ -206,7 +290,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         if int(size) < 8:
             raise ConfigError(f"VideoListDataset: size must be >= 8, got {size}")
         if resize_short is None:
-            resize_short = round(int(size) * 128 / 112)  # DarkLight: short side 128 for a 112 crop
+            resize_short = default_resize_short(size)
         if int(resize_short) < int(size):
             raise ConfigError(f"VideoListDataset: resize_short ({resize_short}) must be >= size ({size})")
         if sampling not in ("consecutive", "uniform"):
@@ -240,6 +324,9 @@ class VideoListDataset(torch.utils.data.Dataset):
         self.flip = self.train if flip is None else bool(flip)
         self.multiscale = self.train if multiscale is None else bool(multiscale)
         self.normalize, self.mean, self.std = bool(normalize), mean, std
+        # the device half of every item: see darknb.loader (the engine applies it to whole batches)
+        self.clip_transform = ClipTransform(self.size, mean if normalize else None,
+                                            std if normalize else None)
         self.seed, self.epoch = int(seed), 0
         self.return_index, self.on_error, self.backend = bool(return_index), on_error, backend
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -354,9 +441,11 @@ class VideoListDataset(torch.utils.data.Dataset):
         return p if p.is_file() else None
 
     # ---------------------------------------------------------------- sampling
-    def frame_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def frame_indices(self, n: int, rng: np.random.Generator, *, clip: int = 0,
+                      clips: int = 1) -> np.ndarray:
         """The T frame indices of a clip from a video with ``n`` real frames."""
-        return sample_frame_indices(n, self.num_frames, self.sampling, self.train, rng)
+        return sample_frame_indices(n, self.num_frames, self.sampling, self.train, rng,
+                                    clip=clip, clips=clips)
 
     def frames(self, rel: str, indices) -> np.ndarray:
         """uint8 frames ``(len(indices), H, W, 3)`` of video ``rel`` as the dataset stores them:
@@ -371,56 +460,36 @@ class VideoListDataset(torch.utils.data.Dataset):
             return np.ascontiguousarray(arr[indices])
         return read_frames(self.root / rel, indices.tolist(), backend=self.backend)
 
-    # ---------------------------------------------------------------- transforms
-    def _transform(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        T, H, W, _ = frames.shape
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W)
-        # Resize the short side (kept aspect).
-        scale = self.resize_short / min(H, W)
-        h, w = max(self.size, round(H * scale)), max(self.size, round(W * scale))
-        if (h, w) != (H, W):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        S = self.size
-        if self.train and self.multiscale:
-            # DarkLight's GroupMultiScaleCrop: side lengths from scales of the short side, aspect
-            # distortion of at most one scale step, random position; the same box for all frames.
-            short = min(h, w)
-            sides = [int(short * s) for s in (1.0, 0.875, 0.75, 0.66)]
-            pairs = [(a, b) for i, a in enumerate(sides) for j, b in enumerate(sides) if abs(i - j) <= 1]
-            ch, cw = pairs[int(rng.integers(len(pairs)))]
-            top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            x = x[:, :, top:top + ch, left:left + cw]
-            x = F.interpolate(x, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
-        elif self.train:
-            top, left = int(rng.integers(0, h - S + 1)), int(rng.integers(0, w - S + 1))
-            x = x[:, :, top:top + S, left:left + S]
-        else:
-            top, left = (h - S) // 2, (w - S) // 2
-            x = x[:, :, top:top + S, left:left + S]
-        if self.train and self.flip and rng.random() < 0.5:
-            x = x.flip(-1)
-        x = x.clamp_(0.0, 1.0)
-        if self.normalize:
-            m = torch.tensor(self.mean).view(1, 3, 1, 1)
-            s = torch.tensor(self.std).view(1, 3, 1, 1)
-            x = (x - m) / s
-        return x.permute(1, 0, 2, 3).contiguous()  # (3, T, S, S)
-
-    def __getitem__(self, index: int):
+    # ---------------------------------------------------------------- items
+    def raw(self, key: ClipKey) -> RawClip | None:
+        """The worker half of an item: uint8 frames cut to the crop, the crop box and the flip
+        (see :mod:`darknb.loader`); None for a skipped video (``on_error="skip"``). A pure
+        function of (seed, key): the key carries the epoch and, in evaluation, the view."""
+        index = int(key.index)
         if not 0 <= index < len(self.samples):
             raise IndexError(f"index {index} out of range for {len(self.samples)} samples")
         rel, label = self.samples[index]
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        rng = np.random.default_rng([self.seed, int(key.epoch), index])
         try:
             n = self.frame_count(rel)
-            frames = self._load(rel, self.frame_indices(n, rng))
+            frames = self._load(rel, self.frame_indices(n, rng, clip=key.clip, clips=key.clips))
         except (VideoReadError, DatasetError) as exc:
             if self.on_error == "raise":
                 raise
             self.skipped.append((rel, str(exc)))
             return None
-        clip = self._transform(frames, rng)
-        return (clip, label, index) if self.return_index else (clip, label)
+        H, W = frames.shape[1:3]
+        box = crop_box(H, W, size=self.size, resize_short=self.resize_short, train=self.train,
+                       multiscale=self.multiscale, rng=rng, crop=key.crop, crops=key.crops)
+        flip = self.train and self.flip and rng.random() < 0.5
+        return make_raw_clip(frames, box, flip=flip, label=label, index=index, view=key.view)
+
+    def __getitem__(self, index: int):
+        item = self.raw(ClipKey(int(index), self.epoch))
+        if item is None:
+            return None
+        clip = self.clip_transform(collate_raw([item]))[0]  # (3, T, size, size) float32
+        return (clip, item.label, item.index) if self.return_index else (clip, item.label)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, list={self.list_file.name!r}, "

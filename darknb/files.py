@@ -132,6 +132,11 @@ class RunDir:
         return self.root / f"{enhancer.replace('+', 'p')}_fitted.pth"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files, one folder per stage (``tracker="tensorboard"``)."""
+        return self.root / "tensorboard"
+
+    @property
     def pretrained_backbone(self) -> Path:
         """The backbone pre-trained on the well-lit set (timm format; ``.json`` sidecar beside)."""
         return self.root / "pretrained_backbone.pth"

@@ -20,7 +20,13 @@ from darknb.config import RunConfig
 from darknb.data import build_dataset
 from darknb.files import RunDir, save_torch, write_json
 from darknb.models import Teacher, pretrained_stats_file
-from darknb.train import build_classifier, evaluate, fit, load_final_state
+from darknb.train import (
+    build_classifier,
+    evaluate,
+    fit,
+    load_final_state,
+    process_state,
+)
 
 PRETRAIN_DATASET = "synthetic_lit"
 
@@ -81,14 +87,17 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
     # IG65M's R(2+1)D carries its temporal layers into DarkLight.
     run = RunDir(cfg.output_dir)
     final = load_final_state(run.checkpoint("pretrain"))["model"]
-    save_torch({k: v for k, v in final.items() if not k.startswith("head.fc.")},
-               run.pretrained_backbone)
+    main = process_state().is_main_process  # several processes (torchrun): one writes
+    if main:
+        save_torch({k: v for k, v in final.items() if not k.startswith("head.fc.")},
+                   run.pretrained_backbone)
     info = dict(mean=mean, std=std, classes=list(train_set.classes), dataset=PRETRAIN_DATASET,
                 trained_on=f"darknb synthetic well-lit set: {len(train_set)} clips of "
                            f"{len(train_set.classes)} classes (not the target classes)",
                 model=cfg.model, epochs=epochs, lr=lr, selection=result["selection"],
                 val_top1=result["metrics"]["top1"], checkpoint=str(run.checkpoint("pretrain")))
-    write_json(info, pretrained_stats_file(run.pretrained_backbone))
+    if main:
+        write_json(info, pretrained_stats_file(run.pretrained_backbone))
     return {**result, "backbone": str(run.pretrained_backbone), "stats": {"mean": mean, "std": std},
             "classes": list(train_set.classes), "info": info}
 

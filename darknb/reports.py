@@ -89,6 +89,7 @@ def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
         # workers keep their own counters, so with num_workers > 0 this undercounts
         "video_reads": dict(read_stats), "cache_dir": getattr(cfg, "cache_dir", "") or None,
         "top1": metrics["top1"], "top5": metrics["top5"], "num_videos": metrics["num_videos"],
+        "protocol": metrics.get("protocol"),  # test views: clips x crops, how they were averaged
         "selection": result.get("selection"),
         "per_class": metrics["per_class"], "train_seconds": result.get("train_seconds"),
         "history": result.get("history"), "checkpoint": result.get("checkpoint"),
@@ -99,11 +100,16 @@ def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
 
 def save_stage(out_dir, name: str, result: dict, *, cfg, datasets=(), **extra) -> dict:
     """Write a trained stage's two files: ``<name>.json`` (:func:`stage_summary` + ``extra``) and
-    ``<name>_predictions.json`` (per-video metrics). Returns the summary."""
+    ``<name>_predictions.json`` (per-video metrics). Returns the summary. With several training
+    processes (torchrun) only the main one writes."""
+    # lazy: the engine is not needed to read reports
+    from darknb.train import process_state
+
     run = RunDir(out_dir)
     summary = {**stage_summary(result, cfg=cfg, datasets=datasets), **extra}
-    write_json(summary, run.stage(name))
-    write_json(result["metrics"], run.predictions(name))
+    if process_state().is_main_process:
+        write_json(summary, run.stage(name))
+        write_json(result["metrics"], run.predictions(name))
     return summary
 
 
