@@ -54,23 +54,25 @@ class RunConfig:
     enhancer: str = "zerodce"           # teacher's enhancer: zerodce | zerodce++ | gamma | none
     enhancer_checkpoint: str = ""       # "" = fit Zero-DCE zero-reference on training frames
     enhancer_fit_steps: int = 150
-    # optimisation (paper: AdamW, lr 1e-4, batch 2). lr 3e-4 for the tiny model from scratch:
-    # measured, 1e-3 left it at chance and 1e-4 learns too slowly here.
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 3e-4
+    # optimisation (paper: AdamW, lr 1e-4, batch 2). The demo fine-tunes the tiny pre-trained
+    # model for 10 epochs at lr 1e-3, batch 16, 1 warm-up epoch then cosine: chosen on the
+    # validation split of a prototype of the synthetic miniature (darknb's README, "The demo").
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
     weight_decay: float = 0.05
     grad_accum: int = 1
     grad_clip: float = 1.0
     mixed_precision: str = "auto"       # auto (bf16/fp16 on GPU, none on CPU) | no | fp16 | bf16
     # learning rate: linear warm-up over warmup_epochs, then constant (the paper) or cosine to 0
-    lr_schedule: str = "constant"       # constant | cosine
-    warmup_epochs: int = 0
+    lr_schedule: str = "cosine"         # constant | cosine
+    warmup_epochs: int = 1
     compile: bool = False               # torch.compile the model (GPU; the first steps compile)
-    # distillation: L = alpha * CE + beta * T^2 * KL (the paper: alpha = beta = 1, no T named)
+    # distillation: L = alpha * CE + beta * T^2 * KL (the paper: alpha = beta = 1, no T named;
+    # T = 4 is Hinton's usual, and beat T = 1 on the prototype's validation split)
     alpha: float = 1.0
     beta: float = 1.0
-    temperature: float = 1.0
+    temperature: float = 4.0
     # evaluation: views per test video, clips x crops (softmax averaged). 1x1 = DarkLight's centre
     # clip + centre crop; 10x3 = the multi-view protocol of video recognition. Validation (epoch
     # selection) always uses 1x1.
@@ -152,18 +154,18 @@ def _views_ok(views) -> bool:
 # Knobs only the report notebooks read (not training): written once here, like RunConfig's.
 NOTEBOOK_ONLY: dict[str, Any] = dict(
     # every training notebook: each arm is trained once per seed (a paired design)
-    seeds=[0, 1, 2, 3, 4, 5],
+    seeds=[0, 1, 2, 3, 4],
     # 00_explore
     video_index=0,                      # which clip to look at
     max_frames=32,                      # frames decoded for the player and the figures
     gamma=1.8,                          # DarkLight's gamma correction
     # 01_pretrain (the well-lit set; `pretrained="pretrain"` fine-tunes from its backbone)
-    pretrain_epochs=12,
+    pretrain_epochs=16,
     pretrain_lr=1e-3,
     # 04_ablation: the per-clip standardisation control, and the alpha/beta/T grid (the paper
-    # reports alpha = beta = 1 only; T = 1 is the main students', T = 4 is Hinton's usual)
+    # reports alpha = beta = 1 only; the main students use T = 4, the demo's grid adds T = 1)
     run_clip_norm_control=True,
-    alphas=[1.0], betas=[1.0], temperatures=[4.0],
+    alphas=[1.0], betas=[1.0], temperatures=[1.0],
     # 05_comparison (baselines are opt-in: they do not fit the demo's 15 minutes on 2 cores)
     train_baseline_models=False,
     r2plus1d_epochs=0,                  # 0: the same epochs as the teacher and student
