@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     prep.add_argument("--cache-dir", required=True, help="where the cache goes (pass it as cache_dir later)")
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (72 for synthetic)")
+    prep.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                      help="a missing, empty, corrupt or truncated video: stop (raise) or list it "
+                           "and go on (skip; pass on_error=skip to training too)")
 
     train = sub.add_parser("train", help="train one stage outside the notebooks (works under "
                                          "`accelerate launch -m darknb train ...` for several GPUs)")
@@ -79,11 +82,13 @@ def main(argv=None) -> int:
             from darknb.data import prepare_cache
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
-                            split=args.split)
-            report = prepare_cache(cfg, short_side=args.short_side)
-            print(f"[darknb] cache in {args.cache_dir}: {report['written']} written, "
+                            split=args.split, on_error=args.on_error)
+            report = prepare_cache(cfg, short_side=args.short_side, progress=True)
+            print(f"[darknb] cache in {cfg.cache_dir}: {report['written']} written, "
                   f"{report['reused']} reused, {len(report['failed'])} failed "
                   f"({report['seconds']:.1f} s)")
+            for rel, reason in report["failed"].items():
+                print(f"  failed: {rel}: {reason}")
         elif args.command == "train":
             from darknb.config import PRESETS, RunConfig
             from darknb.data import build_datasets, ensure_dataset

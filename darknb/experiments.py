@@ -63,9 +63,10 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     """
     run = RunDir(cfg.output_dir)
     out_dir = run.subdir("ablation").root
-    train_set = build_datasets(cfg).train
+    splits = build_datasets(cfg)
+    train_set = splits.train
     if teacher is None:
-        teacher = load_teacher(cfg, len(train_set.classes))
+        teacher = load_teacher(cfg, len(train_set.classes), splits=splits)
     cache = teacher_cache_for(cfg)  # shared with 02_student: its KD run filled it
     rows = []
     for point in ablation_grid(alphas, betas, temperatures, seeds):

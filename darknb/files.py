@@ -125,6 +125,10 @@ class RunDir:
         """A zero-reference-fitted enhancer (``zerodce_fitted.pth``, ``zerodcepp_fitted.pth``)."""
         return self.root / f"{enhancer.replace('+', 'p')}_fitted.pth"
 
+    def fitted_enhancer_record(self, enhancer: str) -> Path:
+        """What a fitted enhancer was fitted on (dataset identity, steps, seed): ``zerodce_fitted.json``."""
+        return self.fitted_enhancer(enhancer).with_suffix(".json")
+
     @property
     def teacher_cache(self) -> Path:
         return self.root / "teacher_cache.pt"

@@ -28,8 +28,9 @@ from darknb.data import build_datasets, collate_clips, enhancer_fit_frames
 from darknb.distill import TeacherCache, kd_loss
 from darknb.enhance import build_enhancer, fit_zero_reference, save_enhancer
 from darknb.errors import CheckpointError, ConfigError, TrainingError
-from darknb.files import RunDir, save_torch
+from darknb.files import RunDir, read_json, save_torch, write_json
 from darknb.models import Teacher, create_model
+from darknb.protocol import check_same_dataset, dataset_identity
 
 # Config fields that may differ between a checkpoint and the run resuming it.
 _RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error",
@@ -82,7 +83,20 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
         info["source"] = cfg.enhancer_checkpoint or "analytic"
         return enhancer, info
     fitted = RunDir(out_dir).fitted_enhancer(cfg.enhancer)
+    # what the fit depends on: reusing a fit made on other data or with other settings is refused
+    fit_of = {"dataset": dataset_identity(cfg.dataset, [train_dataset]),
+              "steps": cfg.enhancer_fit_steps, "seed": cfg.seed}
+    record = RunDir(out_dir).fitted_enhancer_record(cfg.enhancer)
     if fitted.exists() and cfg.resume:
+        saved = read_json(record) if record.is_file() else None
+        if saved is not None:
+            check_same_dataset(saved.get("dataset"), fit_of["dataset"], what=f"fitted enhancer {fitted}")
+            for key in ("steps", "seed"):
+                if saved.get(key) != fit_of[key]:
+                    raise CheckpointError(
+                        f"fitted enhancer {fitted} was fitted with "
+                        f"{'enhancer_fit_steps' if key == 'steps' else key}={saved.get(key)}, this "
+                        f"run asks for {fit_of[key]}; delete it or set resume=False to refit")
         info.update(source=str(fitted), fitted=True, reused=True)
         return build_enhancer(cfg.enhancer, checkpoint=str(fitted)), info
     torch.manual_seed(cfg.seed)  # the fit's starting weights: a function of the seed, not of RNG history
@@ -93,6 +107,10 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
     with torch.no_grad():
         after = enhancer(frames[:16]).clamp(0, 1).mean().item()
     save_enhancer(enhancer, fitted)
+    write_json(fit_of, record)
+    # use the weights as a later process reloads them (the loader flushes subnormals): a run fitted
+    # here and one resumed elsewhere then train the same teacher
+    enhancer = build_enhancer(cfg.enhancer, checkpoint=str(fitted))
     info.update(source=str(fitted), fitted=True, steps=cfg.enhancer_fit_steps,
                 seconds=round(time.perf_counter() - start, 2), frames=int(frames.shape[0]),
                 mean_before=round(frames.mean().item(), 4), mean_after=round(after, 4),
@@ -233,10 +251,13 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
     use_teacher = teacher is not None and cfg.beta > 0
 
     optimizer = make_optimizer(model, cfg)
+    identity = _identity(cfg, (train_set, val_set, test_set))
     start_epoch, history, best = 0, [], {"epoch": 0, "val_top1": -1.0}
     if ckpt_path.exists() and cfg.resume:
         state = load_checkpoint(ckpt_path)
         _check_resumable(state, cfg, ckpt_path)
+        if identity is not None:
+            check_same_dataset(state.get("dataset"), identity, what=f"checkpoint {ckpt_path}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
@@ -247,6 +268,7 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
 
     loader = _loader(train_set, cfg, shuffle=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if use_teacher:
         teacher = teacher.to(accelerator.device).eval()
         teacher.requires_grad_(False)
@@ -291,7 +313,8 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                         f"(global step {global_step + 1}); last good checkpoint: {ckpt_path}")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    # the trained parameters only: a frozen module's (stale) grads must not scale them
+                    accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             global_step += 1
@@ -321,7 +344,7 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                 "model": accelerator.unwrap_model(model).state_dict(),
                 "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
                 "best": best, "config": cfg.to_dict(), "name": name,
-                "classes": list(train_set.classes), **(extra_state or {})})
+                "classes": list(train_set.classes), "dataset": identity, **(extra_state or {})})
     seconds = time.perf_counter() - started
     selection = _select_final(accelerator.unwrap_model(model), best, best_path, cfg,
                               validated=val_set is not None)
@@ -331,6 +354,13 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
     return {"name": name, "metrics": metrics, "history": history, "checkpoint": str(ckpt_path),
             "selection": selection, "train_seconds": seconds, "teacher_seconds": teacher_seconds,
             "skipped": skipped}
+
+
+def _identity(cfg: RunConfig, splits) -> dict | None:
+    """The run's dataset identity (stored in checkpoints), None for datasets without list files."""
+    if not all(hasattr(ds, "list_file") for ds in splits if ds is not None):
+        return None
+    return dataset_identity(cfg.dataset, splits)
 
 
 def _select_final(model: nn.Module, best: dict, best_path: Path, cfg: RunConfig, *,
@@ -398,10 +428,19 @@ def load_final_state(path: str | Path) -> dict:
     return state
 
 
-def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
-    """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint."""
+def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None, *,
+                 splits=None) -> nn.Module:
+    """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint.
+
+    The teacher must have been trained on the student's data: the same dataset name, class names
+    and list files (``splits``, the student's datasets; built from ``cfg`` when None), else
+    :class:`CheckpointError` names what differs."""
     path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
     state = load_final_state(path)
+    if splits is None:
+        splits = build_datasets(cfg, check_videos=False)
+    check_same_dataset(state.get("dataset"), dataset_identity(cfg.dataset, splits),
+                       what=f"teacher checkpoint {str(path)!r}")
     saved = RunConfig.from_params(state.get("config", {}))
     teacher = Teacher(build_enhancer(saved.enhancer), build_classifier(saved, num_classes))
     try:
@@ -435,7 +474,7 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
     train_set, val_set, test_set = build_datasets(cfg)
     num_classes = len(train_set.classes)
     if kd and cfg.beta > 0 and teacher is None:
-        teacher = load_teacher(cfg, num_classes)
+        teacher = load_teacher(cfg, num_classes, splits=(train_set, val_set, test_set))
     student = build_classifier(cfg, num_classes)
     run_cfg = cfg if kd else cfg.replace(beta=0.0)
     name = name or ("student" if kd else "student_no_kd")
