@@ -4,7 +4,7 @@ Submodules are imported lazily so that ``import darknb`` stays cheap:
 ``darknb.config``, ``darknb.files``, ``darknb.registry``, ``darknb.video``, ``darknb.synthetic``,
 ``darknb.data``, ``darknb.enhance``, ``darknb.models``, ``darknb.distill``, ``darknb.train``,
 ``darknb.experiments``, ``darknb.stats``, ``darknb.flops``, ``darknb.reports``, ``darknb.widgets``,
-``darknb.pipeline``, ``darknb.cli``.
+``darknb.pipeline``, ``darknb.protocol``, ``darknb.cli``.
 """
 
 import importlib
@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "cli", "config", "data", "distill", "enhance", "errors", "experiments", "files", "flops",
-    "models", "pipeline", "registry", "reports", "stats", "synthetic", "train", "video", "widgets",
+    "models", "pipeline", "protocol", "registry", "reports", "stats", "synthetic", "train", "video", "widgets",
 }
 
 

@@ -1,6 +1,9 @@
-"""Command line: ``python -m darknb {run,synth,prepare,train,models}`` (also installed as ``darknb``).
+"""Command line: ``python -m darknb {run,synth,prepare,train,readme,models}`` (also installed as
+``darknb``).
 
 Each command imports what it needs when it runs, so ``darknb --help`` answers without loading torch.
+Relative paths (``--root``, ``--cache-dir``, ``--set data_root=...``) are relative to the project
+folder (the darknb checkout), whatever the current folder: see :mod:`darknb.config`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main(argv=None) -> int:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter")
     run.add_argument("--notebooks", default=None, help="comma-separated, e.g. 01_teacher,02_student")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    run.add_argument("--reports-dir", default="reports", help="where run folders go (default reports/)")
 
     synth = sub.add_parser("synth", help="generate the synthetic dark-video set")
     synth.add_argument("--root", default="data/synthetic")
@@ -61,6 +65,14 @@ def main(argv=None) -> int:
     train.add_argument("--preset", default="demo", help="demo | paper | none")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a RunConfig field")
 
+    readme = sub.add_parser("readme", help="write a run's measured numbers into README.md "
+                                           "(between its darknb:demo-results markers)")
+    readme.add_argument("--run", default="demo", help="run name (folder under reports/)")
+    readme.add_argument("--reports-dir", default="reports")
+    readme.add_argument("--readme", default="README.md")
+    readme.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 when the README is out of date")
+
     sub.add_parser("models", help="list registered models")
 
     args = parser.parse_args(argv)
@@ -71,12 +83,14 @@ def main(argv=None) -> int:
             notebooks = args.notebooks.split(",") if args.notebooks else None
             preset = None if args.preset == "none" else args.preset
             out = run_pipeline(args.run, preset=preset, params=_parse_sets(args.set),
-                               notebooks=notebooks, html=not args.no_html)
+                               notebooks=notebooks, html=not args.no_html,
+                               reports_dir=args.reports_dir)
             print(f"[darknb] reports written to {out}")
         elif args.command == "synth":
+            from darknb.config import resolve_path
             from darknb.synthetic import make_synthetic_dark
 
-            print(make_synthetic_dark(args.root, seed=args.seed))
+            print(make_synthetic_dark(resolve_path(args.root), seed=args.seed))
         elif args.command == "prepare":
             from darknb.config import RunConfig
             from darknb.data import prepare_cache
@@ -90,17 +104,20 @@ def main(argv=None) -> int:
             for rel, reason in report["failed"].items():
                 print(f"  failed: {rel}: {reason}")
         elif args.command == "train":
-            from darknb.config import PRESETS, RunConfig
-            from darknb.data import build_datasets, ensure_dataset
-            from darknb.reports import save_stage
-            from darknb.train import train_student, train_teacher
+            from darknb.config import RunConfig, check_run_inputs, preset_params
 
-            base = {} if args.preset == "none" else PRESETS[args.preset]
+            base = preset_params(args.preset)  # a bad preset or parameter fails before torch loads
             overrides = _parse_sets(args.set)
             cfg = RunConfig.from_params({**base, **overrides})
             unknown = set(overrides) - set(cfg.to_dict())
             if unknown:
                 raise DarknbError(f"unknown RunConfig field(s) {sorted(unknown)}")
+            check_run_inputs(cfg)
+
+            from darknb.data import build_datasets, ensure_dataset
+            from darknb.reports import save_stage
+            from darknb.train import train_student, train_teacher
+
             ensure_dataset(cfg)
             if args.stage == "teacher":
                 result = train_teacher(cfg)
@@ -111,6 +128,30 @@ def main(argv=None) -> int:
                                  datasets=[d for d in build_datasets(cfg) if d is not None])
             print(f"[darknb] {args.stage}: top-1 {summary['top1']:.2f} %, top-5 {summary['top5']:.2f} % "
                   f"(measured, {cfg.dataset})")
+        elif args.command == "readme":
+            import shutil
+            import tempfile
+            from pathlib import Path
+
+            from darknb.config import resolve_path
+            from darknb.files import RunDir
+            from darknb.reports import update_readme
+
+            summary = RunDir(resolve_path(Path(args.reports_dir) / args.run)).summary
+            if not summary.is_file():
+                raise DarknbError(f"{summary} not found: run `python -m darknb run --run {args.run}` first")
+            readme_path = Path(resolve_path(args.readme))
+            if args.check:
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = Path(tmp) / readme_path.name
+                    shutil.copy(readme_path, copy)
+                    _, changed = update_readme(summary, copy)
+                print(f"[darknb] {readme_path} is {'out of date' if changed else 'up to date'} "
+                      f"with {summary}")
+                return 1 if changed else 0
+            block, changed = update_readme(summary, readme_path)
+            print(block)
+            print(f"[darknb] {readme_path} {'updated' if changed else 'already up to date'} from {summary}")
         elif args.command == "models":
             from darknb.models import list_models
 

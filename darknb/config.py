@@ -3,6 +3,13 @@
 Notebooks hold flat, typed literals in a cell tagged ``parameters`` (papermill overrides them). The
 next cell calls :func:`validate_notebook_params`, which rejects unknown or mistyped parameters —
 papermill itself only logs unknown ones — and :meth:`RunConfig.from_params` builds the config.
+
+Relative paths, one rule everywhere: a relative ``data_root``, ``cache_dir``, ``output_dir``,
+``enhancer_checkpoint`` or ``pretrained`` path is relative to the project folder
+(:func:`project_root`: the darknb checkout, the folder holding ``notebooks/``), whatever the
+current folder: ``python -m darknb run``, ``train`` and ``prepare`` from anywhere, and a notebook
+opened in JupyterLab from ``notebooks/``, all read ``<project>/data/...`` and write
+``<project>/reports/...``. :class:`RunConfig` stores them resolved (absolute).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +26,24 @@ from darknb.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+# RunConfig fields holding paths ("" = none; pretrained="hub" is a keyword, not a path)
+PATH_FIELDS = ("data_root", "cache_dir", "output_dir", "enhancer_checkpoint", "pretrained")
+
+
+def project_root() -> Path:
+    """The folder relative paths resolve against: the darknb checkout (where ``notebooks/`` is);
+    for an installed copy without one, the current folder."""
+    return REPO_ROOT if NOTEBOOK_DIR.is_dir() else Path.cwd()
+
+
+def resolve_path(path: str | os.PathLike) -> str:
+    """``path`` made absolute by the project rule (see the module doc); "" and "hub" unchanged."""
+    text = os.fspath(path)
+    if text in ("", "hub"):
+        return text
+    p = Path(text).expanduser()
+    return str(p if p.is_absolute() else project_root() / p)
 
 
 @dataclass
@@ -70,6 +96,10 @@ class RunConfig:
     save_every: int = 10                # checkpoint every N epochs (and always after the last)
 
     def __post_init__(self):
+        for name in PATH_FIELDS:  # one rule for relative paths, see the module doc
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                setattr(self, name, resolve_path(value))
         checks = {
             "num_frames": self.num_frames >= 1, "size": self.size >= 8, "split": self.split >= 1,
             "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
@@ -121,8 +151,9 @@ NOTEBOOK_ONLY: dict[str, Any] = dict(
 
 
 def defaults() -> dict[str, Any]:
-    """Every parameter's default: RunConfig's fields and the notebook-only knobs."""
-    return {**RunConfig().to_dict(), **NOTEBOOK_ONLY}
+    """Every parameter's default as written (paths relative): RunConfig's fields and the
+    notebook-only knobs."""
+    return {**{f.name: f.default for f in fields(RunConfig)}, **NOTEBOOK_ONLY}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -134,6 +165,37 @@ PRESETS: dict[str, dict[str, Any]] = {
                   lr=1e-4, epochs=30, num_workers=8, save_every=1, alpha=1.0, beta=1.0,
                   temperature=1.0, r2plus1d_epochs=0),
 }
+
+
+def check_run_inputs(cfg: RunConfig) -> None:
+    """What a run reads must exist before it starts: a registered dataset, model and enhancer;
+    a real dataset's ``data_root`` (the synthetic set is generated when missing); the
+    ``enhancer_checkpoint`` and ``pretrained`` files when given. Raises :class:`ConfigError`."""
+    from darknb.data import list_datasets  # lazy: the registries import torch and timm
+    from darknb.enhance import list_enhancers
+    from darknb.models import list_models
+
+    for key, names in (("dataset", list_datasets()), ("model", list_models()),
+                       ("enhancer", list_enhancers())):
+        if getattr(cfg, key) not in names:
+            raise ConfigError(f"parameter {key!r}: unknown {key} {getattr(cfg, key)!r}; known: {names}")
+    if cfg.dataset != "synthetic" and not Path(cfg.data_root).is_dir():
+        raise ConfigError(f"data_root {cfg.data_root!r} for dataset {cfg.dataset!r} does not exist; "
+                          "see the README section 'Datasets and layouts'")
+    for key in ("enhancer_checkpoint", "pretrained"):
+        value = getattr(cfg, key)
+        if value not in ("", "hub") and not Path(value).is_file():
+            raise ConfigError(f"parameter {key!r}: file {value!r} does not exist")
+
+
+def preset_params(name: str | None) -> dict[str, Any]:
+    """The parameters of preset ``name`` (None or "none": no preset); an unknown name is a
+    :class:`ConfigError` listing the presets."""
+    if name is None or name == "none":
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets: {sorted(PRESETS)} (or 'none')")
+    return dict(PRESETS[name])
 
 
 def _type_name(value) -> str:

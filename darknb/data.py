@@ -787,7 +787,7 @@ def ensure_dataset(cfg: RunConfig) -> Path:
         make_synthetic_dark(root, seed=0)
     if not root.is_dir():
         raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
-                          "see the README section 'Real datasets'")
+                          "see the README section 'Datasets and layouts'")
     if cfg.cache_dir:
         marker = Path(cfg.cache_dir) / CACHE_MANIFEST
         if marker.is_file():

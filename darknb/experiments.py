@@ -22,6 +22,7 @@ from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
 from darknb.flops import count_flops, count_parameters, measure_latency
 from darknb.models import NativeResolutionTeacher, Teacher, create_model
+from darknb.protocol import CUSTOM
 from darknb.reports import reported_table
 from darknb.stats import accuracy_ci, mcnemar
 from darknb.train import (
@@ -178,14 +179,15 @@ def cost_of_models(cfg: RunConfig, num_classes: int, *, paper_latency_repeats: i
     rows = []
     run_shape = (3, cfg.num_frames, cfg.size, cfg.size)
     baselines = BASELINES.get(cfg.model, {})
-    as_run = {
-        "teacher": lambda: Teacher(build_enhancer(cfg.enhancer), build_classifier(cfg, num_classes)),
-        "student": lambda: build_classifier(cfg, num_classes),
-        **{name: (lambda m=m: build_classifier(cfg.replace(model=m), num_classes))
+    as_run = {  # name: (the architecture that ran, how to build it)
+        "teacher": (f"{cfg.enhancer} + {cfg.model}",
+                    lambda: Teacher(build_enhancer(cfg.enhancer), build_classifier(cfg, num_classes))),
+        "student": (cfg.model, lambda: build_classifier(cfg, num_classes)),
+        **{name: (m, lambda m=m: build_classifier(cfg.replace(model=m), num_classes))
            for name, m in baselines.items()},
     }
-    for name, make in as_run.items():
-        rows.append({"model": name, "setting": f"as run ({cfg.model}, 3x{cfg.num_frames}x{cfg.size}x{cfg.size})",
+    for name, (arch, make) in as_run.items():
+        rows.append({"model": name, "setting": f"as run ({arch}, 3x{cfg.num_frames}x{cfg.size}x{cfg.size})",
                      **_cost(make(), run_shape, latency_repeats=run_latency_repeats)})
     C, T, H, W = PAPER_CLIP
     paper = {
@@ -219,9 +221,16 @@ MEASURED_MODELS = {
 
 
 def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | None = None,
-                     seeds_table=None, n_boot: int = 2000, epochs: int | None = None):
-    """Reported rows (PAPER.md) and measured rows (this run) in one DataFrame."""
+                     seeds_table=None, n_boot: int = 2000, epochs: int | None = None,
+                     lists: str | None = None):
+    """Reported rows (PAPER.md) and measured rows (this run) in one DataFrame.
+
+    ``lists`` labels the measured rows' data protocol (official lists or "custom list"); by default
+    the teacher stage's ``data_protocol`` (``teacher.json``), else "custom list"."""
     out_dir = Path(out_dir)
+    if lists is None:
+        stage = RunDir(out_dir).stage("teacher")
+        lists = (read_json(stage).get("data_protocol") if stage.is_file() else None) or CUSTOM
     measured = []
     cost_by = {}
     for row in costs or []:
@@ -239,6 +248,7 @@ def comparison_table(out_dir: str | Path, *, dataset: str, costs: list[dict] | N
         row = {"source": "measured", "dataset": dataset, "method": label,
                "top1": pred["top1"], "top5": pred["top5"],
                "top1_ci95_low": ci["low"], "top1_ci95_high": ci["high"], "test_videos": len(correct),
+               "lists": lists,
                "epochs": pred.get("epochs", epochs),
                "params_M": run_cost.get("params", np.nan) / 1e6,
                "gflops_per_clip": run_cost.get("gflops_per_clip"),

@@ -23,7 +23,7 @@ from accelerate.utils import DataLoaderConfiguration
 from torch import nn
 from tqdm.auto import tqdm
 
-from darknb.config import RunConfig
+from darknb.config import PATH_FIELDS, RunConfig, resolve_path
 from darknb.data import build_datasets, collate_clips, enhancer_fit_frames
 from darknb.distill import TeacherCache, kd_loss
 from darknb.enhance import build_enhancer, fit_zero_reference, save_enhancer
@@ -220,7 +220,9 @@ def summarize_predictions(logits: torch.Tensor, labels: torch.Tensor, indices: t
 
 
 def _check_resumable(state: dict, cfg: RunConfig, path: Path) -> None:
-    saved = state.get("config", {})
+    # paths saved relative (before RunConfig resolved them) compare by the same rule
+    saved = {k: resolve_path(v) if k in PATH_FIELDS and isinstance(v, str) else v
+             for k, v in state.get("config", {}).items()}
     diffs = {k: (saved.get(k), v) for k, v in cfg.to_dict().items()
              if k not in _RESUMABLE_CHANGES and k in saved and saved.get(k) != v}
     if diffs:
@@ -353,7 +355,7 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
     skipped = [s for ds in (train_set, val_set, test_set) for s in getattr(ds, "skipped", [])]
     return {"name": name, "metrics": metrics, "history": history, "checkpoint": str(ckpt_path),
             "selection": selection, "train_seconds": seconds, "teacher_seconds": teacher_seconds,
-            "skipped": skipped}
+            "skipped": skipped, "dataset": identity}
 
 
 def _identity(cfg: RunConfig, splits) -> dict | None:

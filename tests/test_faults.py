@@ -224,3 +224,70 @@ def test_a_fitted_enhancer_is_reused_only_for_the_same_fit(tiny_synthetic, tmp_p
         build_teacher_enhancer(cfg.replace(enhancer_fit_steps=2), train, tmp_path)
     assert "reused" not in build_teacher_enhancer(cfg.replace(enhancer_fit_steps=2, resume=False),
                                                   train, tmp_path)[1]
+
+
+# ---------------------------------------------------------------------------- bug 6
+
+def test_an_unknown_preset_is_named_not_a_key_error(capsys):
+    assert cli_main(["train", "teacher", "--preset", "demoo"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset 'demoo'" in err and "paper" in err
+
+
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path):
+    """torch.save on a full disk raised "unexpected pos ..." naming neither file nor cause. The
+    kernel refuses the write here as on a full disk (RLIMIT_FSIZE: EFBIG), so torch.save fails in
+    its own C++ writer, as it did."""
+    import resource
+    import signal
+
+    import torch
+
+    from darknb.errors import OutputError
+    from darknb.train import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "teacher.ckpt"
+    save_checkpoint(path, {"model": {"w": torch.zeros(4)}, "epoch": 1})
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, limit[1]))
+    try:
+        with pytest.raises(OutputError, match=r"could not write .*teacher.ckpt \(\d+ MiB free"):
+            save_checkpoint(path, {"model": {"w": torch.zeros(100_000)}, "epoch": 2})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["teacher.ckpt"]  # no temp file left
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_checkpoints_honour_the_umask(tmp_path, umask, mode):
+    import os
+
+    import torch
+
+    from darknb.train import save_checkpoint
+
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "m.ckpt", {"model": {"w": torch.zeros(2)}})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.ckpt").stat().st_mode & 0o777 == mode
+
+
+def test_costs_label_each_model_with_its_own_architecture(monkeypatch):
+    """costs.csv labelled the baselines' "as run" rows with the student's model name."""
+    import darknb.experiments as experiments
+
+    # the labels only: skip measuring and the paper-size models
+    monkeypatch.setattr(experiments, "_cost", lambda model, shape, **kw: {})
+    monkeypatch.setattr(experiments, "create_model", lambda name, num_classes, **kw: None)
+    rows = experiments.cost_of_models(RunConfig(num_frames=4, size=32), 3, paper_latency_repeats=0,
+                          run_latency_repeats=0)
+    as_run = {r["model"]: r["setting"] for r in rows if r["setting"].startswith("as run")}
+    assert as_run["student"].startswith("as run (vit_bert_tiny,")
+    assert as_run["teacher"].startswith("as run (zerodce + vit_bert_tiny,")
+    assert as_run["r2plus1d_bert"].startswith("as run (r2plus1d_bert_tiny,")
+    assert as_run["two_stream"].startswith("as run (two_stream_bert_tiny,")
