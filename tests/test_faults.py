@@ -178,7 +178,6 @@ def test_a_teacher_of_other_data_is_refused_by_name(tiny_synthetic, tmp_path):
     """Bug 3: load_teacher checked frame count, size and class count only; a teacher of other
     classes or lists distilled silently. Checkpoints now store the dataset identity."""
     from darknb.errors import CheckpointError
-    from darknb.protocol import check_same_dataset
     from darknb.train import load_checkpoint, load_teacher, train_teacher
 
     root = tmp_path / "data"
@@ -187,9 +186,6 @@ def test_a_teacher_of_other_data_is_refused_by_name(tiny_synthetic, tmp_path):
                     val_fraction=0.0, epochs=1, batch_size=4, num_frames=4, size=32,
                     enhancer="gamma")
     train_teacher(cfg, progress=False)
-    identity = load_checkpoint(tmp_path / "run" / "teacher.ckpt")["dataset"]
-    assert identity["name"] == "synthetic" and len(identity["classes"]) == 3
-    assert set(identity["lists"]) == {"train", "test"}
     load_teacher(cfg, 3)  # the same data: fine
 
     # other class names (the same number of classes)
@@ -206,7 +202,12 @@ def test_a_teacher_of_other_data_is_refused_by_name(tiny_synthetic, tmp_path):
         load_teacher(cfg, 3)
     with pytest.raises(CheckpointError, match=r"teacher.ckpt was made with other data: train list"):
         train_teacher(cfg.replace(epochs=2), progress=False)
-    # another dataset of the same classes and lists
+    # what the checkpoint stores, and another dataset of the same classes and lists
+    from darknb.protocol import check_same_dataset
+
+    identity = load_checkpoint(tmp_path / "run" / "teacher.ckpt")["dataset"]
+    assert identity["name"] == "synthetic" and len(identity["classes"]) == 3
+    assert set(identity["lists"]) == {"train", "test"}
     with pytest.raises(CheckpointError, match=r"dataset 'synthetic' vs 'dark48' now"):
         check_same_dataset(identity, {**identity, "name": "dark48"}, what="teacher")
 
