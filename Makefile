@@ -14,10 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-data/synthetic/synthetic.json: | $(STAMP)
-	$(PY) -m darknb synth --root data/synthetic
-
-demo: $(STAMP) data/synthetic/synthetic.json
+demo: $(STAMP)
 	@start=$$(date +%s); \
 	$(PY) -m darknb run --run $(RUN) && \
 	echo "[darknb] demo finished in $$(( $$(date +%s) - start )) s; open reports/$(RUN)/ (summary.json, *.html)"

@@ -1,10 +1,11 @@
 """darknb: action recognition in dark videos with knowledge distillation (DL-KDD).
 
 Submodules are imported lazily so that ``import darknb`` stays cheap:
-``darknb.config``, ``darknb.files``, ``darknb.registry``, ``darknb.video``, ``darknb.synthetic``,
-``darknb.data``, ``darknb.enhance``, ``darknb.models``, ``darknb.distill``, ``darknb.train``,
-``darknb.experiments``, ``darknb.stats``, ``darknb.flops``, ``darknb.reports``, ``darknb.widgets``,
-``darknb.pipeline``, ``darknb.protocol``, ``darknb.cli``.
+``darknb.config``, ``darknb.files``, ``darknb.registry``, ``darknb.video``, ``darknb.framecache``,
+``darknb.synthetic``, ``darknb.data``, ``darknb.enhance``, ``darknb.models``, ``darknb.distill``,
+``darknb.train``, ``darknb.pretrain``, ``darknb.study``, ``darknb.experiments``, ``darknb.stats``,
+``darknb.flops``, ``darknb.reports``, ``darknb.widgets``, ``darknb.pipeline``, ``darknb.protocol``,
+``darknb.cli``.
 """
 
 import importlib
@@ -13,7 +14,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "cli", "config", "data", "distill", "enhance", "errors", "experiments", "files", "flops",
-    "models", "pipeline", "protocol", "registry", "reports", "stats", "synthetic", "train", "video", "widgets",
+    "framecache", "models", "pipeline", "pretrain", "protocol", "registry", "reports", "stats", "study",
+    "synthetic", "train", "video", "widgets",
 }
 
 

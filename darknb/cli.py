@@ -45,23 +45,28 @@ def main(argv=None) -> int:
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
     run.add_argument("--reports-dir", default="reports", help="where run folders go (default reports/)")
 
-    synth = sub.add_parser("synth", help="generate the synthetic dark-video set")
+    synth = sub.add_parser("synth", help="render the synthetic set (well-lit pre-training + dark "
+                                         "target) and its frame cache")
     synth.add_argument("--root", default="data/synthetic")
+    synth.add_argument("--cache-dir", default=None, help="default: <root's parent>/cache/<root's name>")
     synth.add_argument("--seed", type=int, default=0)
 
     prep = sub.add_parser("prepare", help="decode a dataset's train+test videos once into a frame cache")
-    prep.add_argument("--dataset", default="synthetic", help="synthetic | arid | arid1.5 | arid1.1 | dark48")
+    prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48")
     prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/)")
-    prep.add_argument("--cache-dir", required=True, help="where the cache goes (pass it as cache_dir later)")
+    prep.add_argument("--cache-dir", default="auto", help="default auto: <root's parent>/cache/<root's name>")
     prep.add_argument("--split", type=int, default=1)
-    prep.add_argument("--short-side", type=int, default=None, help="default 128 (72 for synthetic)")
+    prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
     prep.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                       help="a missing, empty, corrupt or truncated video: stop (raise) or list it "
                            "and go on (skip; pass on_error=skip to training too)")
 
     train = sub.add_parser("train", help="train one stage outside the notebooks (works under "
                                          "`accelerate launch -m darknb train ...` for several GPUs)")
-    train.add_argument("stage", choices=["teacher", "student", "student_no_kd"])
+    train.add_argument("stage", choices=["pretrain", "teacher", "student", "student_no_kd",
+                                         "student_selfkd"],
+                       help="pretrain: the backbone on the well-lit set; the others: one arm of the "
+                            "study for --set seed=N (stage <arm>_s<N>)")
     train.add_argument("--preset", default="demo", help="demo | paper | none")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a RunConfig field")
 
@@ -90,7 +95,8 @@ def main(argv=None) -> int:
             from darknb.config import resolve_path
             from darknb.synthetic import make_synthetic_dark
 
-            print(make_synthetic_dark(resolve_path(args.root), seed=args.seed))
+            print(make_synthetic_dark(resolve_path(args.root), seed=args.seed,
+                                      cache_dir=resolve_path(args.cache_dir) if args.cache_dir else None))
         elif args.command == "prepare":
             from darknb.config import RunConfig
             from darknb.data import prepare_cache
@@ -98,36 +104,45 @@ def main(argv=None) -> int:
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
                             split=args.split, on_error=args.on_error)
             report = prepare_cache(cfg, short_side=args.short_side, progress=True)
-            print(f"[darknb] cache in {cfg.cache_dir}: {report['written']} written, "
+            print(f"[darknb] cache in {cfg.frame_cache}: {report['written']} written, "
                   f"{report['reused']} reused, {len(report['failed'])} failed "
                   f"({report['seconds']:.1f} s)")
             for rel, reason in report["failed"].items():
                 print(f"  failed: {rel}: {reason}")
         elif args.command == "train":
-            from darknb.config import RunConfig, check_run_inputs, preset_params
+            from darknb.config import (
+                NOTEBOOK_ONLY,
+                RunConfig,
+                check_run_inputs,
+                defaults,
+                preset_params,
+            )
 
             base = preset_params(args.preset)  # a bad preset or parameter fails before torch loads
             overrides = _parse_sets(args.set)
-            cfg = RunConfig.from_params({**base, **overrides})
-            unknown = set(overrides) - set(cfg.to_dict())
+            unknown = set(overrides) - set(defaults())
             if unknown:
-                raise DarknbError(f"unknown RunConfig field(s) {sorted(unknown)}")
+                raise DarknbError(f"unknown parameter(s) {sorted(unknown)}")
+            params = {**NOTEBOOK_ONLY, **base, **overrides}
+            cfg = RunConfig.from_params(params)
             check_run_inputs(cfg)
 
-            from darknb.data import build_datasets, ensure_dataset
-            from darknb.reports import save_stage
-            from darknb.train import train_student, train_teacher
+            from darknb.data import ensure_dataset
 
             ensure_dataset(cfg)
-            if args.stage == "teacher":
-                result = train_teacher(cfg)
+            if args.stage == "pretrain":
+                from darknb.pretrain import pretrain_backbone
+
+                result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"])
+                print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on the "
+                      f"well-lit set; backbone {result['backbone']}")
             else:
-                result = train_student(cfg, kd=args.stage == "student")
-            summary = save_stage(cfg.output_dir, args.stage, result,
-                                 cfg=cfg.replace(beta=0.0) if args.stage == "student_no_kd" else cfg,
-                                 datasets=[d for d in build_datasets(cfg) if d is not None])
-            print(f"[darknb] {args.stage}: top-1 {summary['top1']:.2f} %, top-5 {summary['top5']:.2f} % "
-                  f"(measured, {cfg.dataset})")
+                from darknb.study import arm_name, train_arm
+
+                result = train_arm(cfg, args.stage, progress=True)
+                print(f"[darknb] {arm_name(args.stage, cfg.seed)}: top-1 {result['metrics']['top1']:.2f} %, "
+                      f"top-5 {result['metrics']['top5']:.2f} % (measured, {cfg.dataset}, epoch "
+                      f"{result['selection']['epoch']} chosen on {result['selection']['selected_on']})")
         elif args.command == "readme":
             import shutil
             import tempfile

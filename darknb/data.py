@@ -33,11 +33,13 @@ import torch.nn.functional as F
 from darknb.config import RunConfig
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 from darknb.files import read_json, save_npy, write_json
+from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest
 from darknb.registry import Registry
 from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
-from darknb.synthetic import (  # re-exported: callers expect them here
+from darknb.synthetic import (  # SYNTHETIC_CLASSES, make_synthetic_dark: re-exported
     SYNTHETIC_CLASSES,
     make_synthetic_dark,
+    synthetic_is_current,
 )
 from darknb.video import probe, read_frames
 
@@ -49,6 +51,7 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "Splits",
     "SyntheticDark",
+    "SyntheticLit",
     "VideoListDataset",
     "build_dataset",
     "build_datasets",
@@ -67,7 +70,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CACHE_MANIFEST = "cache.json"  # written last by prepare_dataset: its presence marks a complete cache
 
 
 # =========================================================================== list files
@@ -170,10 +172,6 @@ def sample_frame_indices(n: int, num_frames: int, sampling: str, train: bool,
 
 # =========================================================================== clip dataset
 
-def _cache_file(cache_dir: Path, rel: str) -> Path:
-    return cache_dir / (rel + ".npy")
-
-
 class VideoListDataset(torch.utils.data.Dataset):
     """Clips from videos named in an ARID-format list (see :func:`read_list` for accepted forms).
 
@@ -245,6 +243,9 @@ class VideoListDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = int(seed), 0
         self.return_index, self.on_error, self.backend = bool(return_index), on_error, backend
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None and (self.cache_dir / CACHE_MANIFEST).is_file():
+            _check_cache_root(read_json(self.cache_dir / CACHE_MANIFEST), self.cache_dir,
+                              self.root.resolve())
         self.skipped: list[tuple[str, str]] = []
         self._frame_counts: dict[str, int] = {}
 
@@ -256,7 +257,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         samples, missing = [], []
         for lineno, (rel, label) in enumerate(entries, start=1):
             full = _safe_relpath(root_resolved, rel, f"{list_file}:{lineno}")
-            cached = self.cache_dir is not None and _cache_file(self.cache_dir, rel).is_file()
+            cached = self.cache_dir is not None and cache_file(self.cache_dir, rel).is_file()
             if not cached and not full.is_file():
                 missing.append(rel)
                 continue
@@ -351,13 +352,19 @@ class VideoListDataset(torch.utils.data.Dataset):
     def _cached_path(self, rel: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        p = _cache_file(self.cache_dir, rel)
+        p = cache_file(self.cache_dir, rel)
         return p if p.is_file() else None
 
     # ---------------------------------------------------------------- sampling
     def frame_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """The T frame indices of a clip from a video with ``n`` real frames."""
         return sample_frame_indices(n, self.num_frames, self.sampling, self.train, rng)
+
+    def frames(self, rel: str, indices) -> np.ndarray:
+        """uint8 frames ``(len(indices), H, W, 3)`` of video ``rel`` as the dataset stores them:
+        from the frame cache when it has the video (the synthetic set's clips mostly live only
+        there), else decoded frame-exactly."""
+        return self._load(rel, np.asarray(indices, dtype=np.int64))
 
     def _load(self, rel: str, indices: np.ndarray) -> np.ndarray:
         cache = self._cached_path(rel)
@@ -546,28 +553,35 @@ class Dark48(VideoListDataset):
 
 
 class SyntheticDark(VideoListDataset):
-    """The synthetic dark action set written by :func:`make_synthetic_dark`."""
+    """The synthetic dark target set written by :func:`darknb.synthetic.make_synthetic_dark`:
+    scene-disjoint ``train`` / ``val`` / ``test`` lists. Its clips live in the frame cache (only
+    a part also as video files), so give ``cache_dir``."""
+
+    LISTS = {"train": "synthetic_split1_train", "val": "synthetic_split1_val",
+             "test": "synthetic_split1_test"}
+    MAPPING = "mapping_table.txt"
 
     def __init__(self, root, subset: str = "train", **clip_options):
-        _pick_subset(subset, ("train", "val", "test"))
+        _pick_subset(subset, tuple(self.LISTS))
         root = Path(root)
         if not (root / SYNTHETIC_MANIFEST).is_file():
-            raise DatasetError(f"SyntheticDark: {root / SYNTHETIC_MANIFEST} not found; "
-                               f"create the set with make_synthetic_dark(root)")
+            raise DatasetError(f"{type(self).__name__}: {root / SYNTHETIC_MANIFEST} not found; "
+                               "create the set with `python -m darknb synth` (make_synthetic_dark)")
         clip_options.setdefault("train", subset == "train")
         # No horizontal flip: it would turn MoveLeft into MoveRight and RotateCW into RotateCCW,
         # i.e. relabel half the training clips (measured: the demo stayed at chance with it).
         clip_options.setdefault("flip", False)
+        clip_options.setdefault("classes", read_mapping(root / "list_cvt" / self.MAPPING))
         self.subset = subset
         list_file = self.list_file_of(root, subset)
         if not list_file.is_file():
-            raise DatasetError(f"SyntheticDark: {list_file} not found (a set made before validation "
-                               "lists existed? regenerate it)")
+            raise DatasetError(f"{type(self).__name__}: {list_file} not found (a set made by an "
+                               "older darknb? delete it and generate it again)")
         super().__init__(root, list_file, **clip_options)
 
-    @staticmethod
-    def list_file_of(root, subset: str) -> Path:
-        return Path(root) / "list_cvt" / f"synthetic_split1_{subset}.txt"
+    @classmethod
+    def list_file_of(cls, root, subset: str) -> Path:
+        return Path(root) / "list_cvt" / f"{cls.LISTS[subset]}.txt"
 
     @staticmethod
     def group_of(rel: str) -> str:
@@ -579,7 +593,17 @@ class SyntheticDark(VideoListDataset):
         return cls.list_file_of(root, "val").is_file()
 
 
+class SyntheticLit(SyntheticDark):
+    """The synthetic WELL-LIT pre-training set (its own classes, scenes of its own): ``train`` /
+    ``val``, and ``val_dark``: the same validation clips through the dark camera, for the
+    zero-shot check of :func:`darknb.pretrain.zero_shot`."""
+
+    LISTS = {"train": "pretrain_train", "val": "pretrain_val", "val_dark": "pretrain_val_dark"}
+    MAPPING = "pretrain_mapping.txt"
+
+
 register_dataset(SyntheticDark, name="synthetic")
+register_dataset(SyntheticLit, name="synthetic_lit")
 register_dataset(ARID, name="arid")
 register_dataset(ARIDv15, name="arid1.5")
 register_dataset(ARID11, name="arid1.1")
@@ -621,13 +645,13 @@ def build_dataset(name: str, root, subset: str = "train", *, val_fraction: float
     never ARID's ``*_other.txt`` lists: they share 20-26 of the 42 test groups of their split.
     """
     builder = _DATASETS.get(str(name).lower())
-    if subset not in ("train", "val", "test"):
+    if subset not in ("train", "val", "test") and subset not in getattr(builder, "LISTS", {}):
         raise ConfigError(f"build_dataset: subset must be 'train', 'val' or 'test', got {subset!r}")
     if not 0.0 <= float(val_fraction) < 1.0:
         raise ConfigError(f"build_dataset: val_fraction must be in [0, 1), got {val_fraction!r}")
     kw.setdefault("train", subset == "train")
     own_val = builder.own_val_list(root)
-    if subset == "test" or own_val or (subset == "train" and not val_fraction):
+    if subset not in ("train", "val") or own_val or (subset == "train" and not val_fraction):
         return builder(root, subset=subset, **kw)
     if not val_fraction:
         raise DatasetError(f"{name}: no validation list; set val_fraction > 0 to hold out part of "
@@ -756,7 +780,7 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
         bar = tqdm(total=len(rels), desc=f"prepare {cache_dir.name}", unit="video")
     try:
         for k, rel in enumerate(rels):
-            outcome = _cache_one(root, rel, _cache_file(cache_dir, rel), int(short_side), on_error,
+            outcome = _cache_one(root, rel, cache_file(cache_dir, rel), int(short_side), on_error,
                                  videos, failed)
             written += outcome == "written"
             reused += outcome == "reused"
@@ -769,8 +793,8 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
         if bar is not None:
             bar.close()
 
-    manifest = dict(format="npy-uint8-NHWC", short_side=int(short_side), root=str(root_resolved),
-                    videos=videos, failed=failed, seconds=round(time.perf_counter() - t0, 3))
+    manifest = cache_manifest(root=root_resolved, short_side=short_side, videos=videos, failed=failed,
+                              seconds=time.perf_counter() - t0)
     write_json(manifest, marker)
     return dict(manifest, written=written, reused=reused)
 
@@ -779,19 +803,25 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
 # =========================================================================== a run's data
 
 def ensure_dataset(cfg: RunConfig) -> Path:
-    """Make ``cfg``'s data usable: the synthetic set is generated when absent (an existing one is
-    used as it is, whatever its size); a real dataset must already be in place. With
-    ``cfg.cache_dir`` the frame cache is prepared when missing (resumable, see prepare_dataset)."""
+    """Make ``cfg``'s data usable. The synthetic set is generated (with its frame cache) when
+    absent or made by another darknb version; an existing one is used as it is, whatever its size.
+    A real dataset must already be in place; its frame cache is prepared when missing
+    (resumable, see :func:`prepare_dataset`)."""
     root = Path(cfg.data_root)
-    if cfg.dataset == "synthetic" and not (root / SYNTHETIC_MANIFEST).is_file():
-        make_synthetic_dark(root, seed=0)
+    if cfg.dataset == "synthetic":
+        if cfg.frame_cache is None:
+            raise ConfigError("the synthetic set lives in its frame cache: cache_dir must not be "
+                              "empty (default 'auto')")
+        if not synthetic_is_current(root, cfg.frame_cache):
+            make_synthetic_dark(root, cache_dir=cfg.frame_cache)
+        return root
     if not root.is_dir():
         raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
                           "see the README section 'Datasets and layouts'")
-    if cfg.cache_dir:
-        marker = Path(cfg.cache_dir) / CACHE_MANIFEST
+    if cfg.frame_cache is not None:
+        marker = cfg.frame_cache / CACHE_MANIFEST
         if marker.is_file():
-            _check_cache_root(read_json(marker), Path(cfg.cache_dir), root.resolve())
+            _check_cache_root(read_json(marker), cfg.frame_cache, root.resolve())
         else:
             prepare_cache(cfg)
     return root
@@ -812,7 +842,7 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos:
     index-tagged. Validation: see :func:`build_dataset` (own list, or a group holdout of train).
     With ``on_error="skip"`` every video is probed here (``check_videos=False``: not yet)."""
     common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
-                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.cache_dir or None,
+                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.frame_cache,
                   val_fraction=cfg.val_fraction)
     if cfg.dataset in ("arid", "arid1.5"):
         common["split"] = cfg.split
@@ -831,17 +861,18 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos:
 
 def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
                   progress: bool | Callable[[int, int, str], None] | None = None) -> dict:
-    """Decode ``cfg``'s train, val and test videos once into ``cfg.cache_dir`` (uint8 frames).
+    """Decode ``cfg``'s train, val and test videos once into its frame cache (uint8 frames).
     ``cfg.on_error`` applies (``"skip"``: bad videos are listed in the result's ``failed``)."""
-    if not cfg.cache_dir:
+    if cfg.frame_cache is None:
         raise ConfigError("prepare_cache: cache_dir is empty")
     # the list files only: prepare_dataset meets (and, under "skip", records) every bad video itself;
     # a validation holdout is part of the training list
     splits = build_datasets(cfg.replace(cache_dir="", val_fraction=0.0), check_videos=False)
     lists = sorted({ds.list_file for ds in splits if ds is not None})
-    # the synthetic frames are 72 px high: keep them native rather than upscale to DarkLight's 128
-    side = short_side or (72 if cfg.dataset == "synthetic" else 128)
-    return prepare_dataset(cfg.data_root, lists, cfg.cache_dir, short_side=side,
+    if cfg.dataset == "synthetic":
+        raise ConfigError("the synthetic set renders its own frame cache: use ensure_dataset or "
+                          "`python -m darknb synth`")
+    return prepare_dataset(cfg.data_root, lists, cfg.frame_cache, short_side=short_side or 128,
                            on_error=cfg.on_error, progress=progress)
 
 
@@ -852,10 +883,10 @@ def enhancer_fit_frames(dataset, *, num_videos: int = 48, per_video: int = 2, se
     order = rng.permutation(len(dataset.samples))[:num_videos]
     frames = []
     for i in order:
-        path = Path(dataset.root) / dataset.samples[i][0]
-        n = probe(path).num_frames
+        rel = dataset.samples[i][0]
+        n = dataset.frame_count(rel)
         idx = sorted(rng.choice(n, size=min(per_video, n), replace=False).tolist())
-        frames.append(read_frames(path, idx))
+        frames.append(dataset.frames(rel, idx))
     shapes = {f.shape[1:] for f in frames}
     if len(shapes) > 1:  # mixed resolutions: crop all to the smallest common size
         h = min(s[0] for s in shapes)

@@ -24,11 +24,15 @@ from darknb.errors import OutputError
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, suffix: str | None = None,
+                durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is synced and renamed to ``path``.
 
     ``suffix`` ends the temporary name (default: ``path``'s own), for writers that pick a format
-    by extension (``np.save`` adds ``.npy``, PyAV picks the container). On failure the temporary
+    by extension (``np.save`` adds ``.npy``, PyAV picks the container). ``durable=False`` skips the
+    fsync (still atomic against a crashed process, not against a power cut): for re-creatable
+    files written by the thousand, such as frame-cache entries, whose readers check them and
+    whose completeness marker is written durably last. On failure the temporary
     file is removed and the previous ``path`` (if any) is untouched; an ``OSError`` or a
     serialisation ``RuntimeError`` (torch's "unexpected pos" on a full disk) becomes an
     :class:`OutputError` naming the file, the cause and the free space left.
@@ -39,8 +43,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None) -> Iterat
                          f"{path.suffix if suffix is None else suffix}")
     try:
         yield tmp
-        with open(tmp, "rb") as fh:  # the data must be on disk before the rename makes it visible
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb") as fh:  # the data must be on disk before the rename makes it visible
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
         free = shutil.disk_usage(path.parent).free / 2**20
@@ -73,9 +78,10 @@ def save_torch(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def save_npy(array: np.ndarray, path: str | os.PathLike, *, verify: bool = True) -> Path:
+def save_npy(array: np.ndarray, path: str | os.PathLike, *, verify: bool = True,
+             durable: bool = True) -> Path:
     """``np.save`` written atomically; ``verify`` reads the file back before it becomes visible."""
-    with atomic_path(path, suffix=".npy") as tmp:
+    with atomic_path(path, suffix=".npy", durable=durable) as tmp:
         np.save(tmp, array)
         if verify and not np.array_equal(np.load(tmp, mmap_mode="r"), array):
             raise OSError(f"verification of {tmp} failed: it does not read back as written")
@@ -130,8 +136,13 @@ class RunDir:
         return self.fitted_enhancer(enhancer).with_suffix(".json")
 
     @property
-    def teacher_cache(self) -> Path:
-        return self.root / "teacher_cache.pt"
+    def pretrained_backbone(self) -> Path:
+        """The backbone pre-trained on the well-lit set (timm format; ``.json`` sidecar beside)."""
+        return self.root / "pretrained_backbone.pth"
+
+    def teacher_cache(self, teacher: str = "teacher") -> Path:
+        """Cached logits of one trained teacher (``teacher_cache.pt``, ``teacher_s1_cache.pt``)."""
+        return self.root / f"{teacher}_cache.pt"
 
     @property
     def summary(self) -> Path:

@@ -33,8 +33,8 @@ from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json, write_text
 from darknb.reports import provenance
 
-NOTEBOOKS = ("00_explore", "01_teacher", "02_student", "03_ablation", "04_comparison")
-STAGES = ("teacher", "student", "student_no_kd")
+NOTEBOOKS = ("00_explore", "01_pretrain", "02_teacher", "03_student", "04_ablation", "05_comparison")
+REPORTS = ("explore", "pretrain", "ablation", "comparison")  # each notebook's own JSON
 
 
 def available_notebooks() -> list[str]:
@@ -133,7 +133,14 @@ def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict
 
 
 def collect_summary(out_dir: Path) -> dict:
-    """Merge the per-stage JSON files the notebooks wrote (``teacher.json`` …)."""
+    """``summary.json``: each notebook's JSON, and the study's results at the top level (the
+    contract reports rely on): per arm (``teacher``, ``student``, ``student_no_kd``,
+    ``student_selfkd``) ``top1`` (mean over seeds), ``top1_std``, ``per_seed``; and ``splits``,
+    ``seeds``, ``selected_on``, ``pretrained``, ``comparisons``, ``mde_top1``, ``zero_shot``."""
     run = RunDir(out_dir)
-    return {name: read_json(run.stage(name)) for name in (*STAGES, "ablation", "comparison", "explore")
-            if run.stage(name).is_file()}
+    summary = {name: read_json(run.stage(name)) for name in REPORTS if run.stage(name).is_file()}
+    if run.stage("study").is_file():
+        study = read_json(run.stage("study"))
+        summary.update(study.pop("arms"))
+        summary.update(study)
+    return summary

@@ -18,6 +18,7 @@ import torch
 
 from darknb.config import REPO_ROOT
 from darknb.files import RunDir, write_json
+from darknb.framecache import CACHE_MANIFEST
 from darknb.protocol import dataset_identity, protocol_label
 from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
 from darknb.video import read_stats
@@ -205,6 +206,32 @@ def plot_history(history: list[dict], *, title: str = ""):
     return fig
 
 
+def plot_histories(histories: dict[str, list[dict]], *, title: str = ""):
+    """Several runs (e.g. one per seed) side by side: training loss, train top-1 and validation
+    top-1 per epoch, one line per run (distinct colour and marker, so no line hides another)."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
+
+    has_val = any("val_top1" in h for hist in histories.values() for h in hist)
+    panels = 3 if has_val else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2))
+    markers = "os^vDP*Xh"
+    for k, (label, history) in enumerate(histories.items()):
+        style = dict(marker=markers[k % len(markers)], markersize=3, linewidth=1.2, label=label)
+        epochs = [h["epoch"] for h in history]
+        axes[0].plot(epochs, [h["loss"] for h in history], **style)
+        axes[1].plot(epochs, [h["train_top1"] for h in history], **style)
+        if has_val:
+            axes[2].plot(epochs, [h.get("val_top1") for h in history], **style)
+    axes[0].set(xlabel="epoch", ylabel="training loss", title=f"{title}: training loss")
+    axes[1].set(xlabel="epoch", ylabel="top-1 (%)", title=f"{title}: train top-1", ylim=(0, 100))
+    if has_val:
+        axes[2].set(xlabel="epoch", ylabel="top-1 (%)", title=f"{title}: validation top-1",
+                    ylim=(0, 100))
+    axes[-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion(confusion, classes, *, title: str = ""):
     import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
 
@@ -271,25 +298,25 @@ def _interval(low, high, digits: int = 1) -> str:
 
 def accuracy_table(table) -> pd.DataFrame:
     """The accuracy half of a comparison table (``experiments.comparison_table``), for reading:
-    one row per method, top-1 / top-5 in % with one decimal, the 95% interval as "low–high",
-    the test set size and epochs, and the lists the run used; blanks where a value is missing
-    (reported rows have no interval)."""
+    one row per method, top-1 / top-5 in % with one decimal (the mean over seeds where a method
+    ran for several, with their standard deviation), the 95% interval as "low–high", the test set
+    size, epochs and seeds, and the lists the run used; blanks where a value is missing (reported
+    rows have no interval), and columns empty for every row left out."""
     rows = []
     for r in pd.DataFrame(table).to_dict("records"):
-        seed_spread = BLANK
-        if pd.notna(r.get("top1_seed_mean", np.nan)):
-            seed_spread = (f"{format_number(r['top1_seed_mean'])} ± {format_number(r['top1_seed_std'])}"
-                           f" ({int(r['seeds'])} seeds)")
+        seeds = r.get("seeds")
+        several = seeds is not None and pd.notna(seeds) and seeds > 1
         rows.append({
             "source": r.get("source", BLANK), "dataset": r.get("dataset", BLANK),
             "method": r.get("method", BLANK),
             "top-1 (%)": format_number(r.get("top1")),
+            "std over seeds (pts)": format_number(r.get("top1_seed_std")) if several else BLANK,
             "top-1 95% CI (%)": _interval(r.get("top1_ci95_low"), r.get("top1_ci95_high")),
-            "top-1 over seeds (%)": seed_spread,
             "top-5 (%)": format_number(r.get("top5")),
+            "seeds": format_number(seeds, 0),
             "test videos": format_number(r.get("test_videos"), 0),
             "epochs": format_number(r.get("epochs"), 0),
-            "lists": r.get("lists", BLANK) if isinstance(r.get("lists"), str) else BLANK,
+            "lists": r.get("lists") if isinstance(r.get("lists"), str) else BLANK,
         })
     out = pd.DataFrame(rows)
     return out.loc[:, [c for c in out.columns if (out[c] != BLANK).any()]]  # drop empty columns
@@ -346,21 +373,23 @@ def plot_accuracy_vs_cost(table, *, cost: str = "gflops_per_clip", title: str = 
 
 
 def claims_summary(claims: dict) -> str:
-    """The closing summary of ``experiments.paper_claims`` as a few Markdown bullet points (show it
-    with ``IPython.display.Markdown``): what the paper claims, what was measured, and how sure."""
+    """The closing summary of ``experiments.paper_claims`` as Markdown bullet points (show it with
+    ``IPython.display.Markdown``): each claim of the paper, what was measured, and how sure."""
     lines = []
     beats = claims.get("student_beats_teacher") or {}
     if beats:
-        test = beats.get("mcnemar") or {}
-        p = test.get("p_value")
-        sig = beats.get("significant_at_0.05")
         verdict = "yes" if beats.get("measured") else "no"
         detail = (f"student {format_number(beats.get('student_top1'))} % vs teacher "
                   f"{format_number(beats.get('teacher_top1'))} % top-1")
-        if p is not None:
-            detail += (f"; McNemar p = {p:.2g} ({test.get('b')} videos only the student got right, "
-                       f"{test.get('c')} only the teacher): "
-                       f"{'significant' if sig else 'not significant'} at 0.05")
+        if beats.get("mean_diff") is not None:
+            detail += (f", difference {beats['mean_diff']:+.1f} points, 95% CI "
+                       f"{beats['ci95_low']:+.1f} to {beats['ci95_high']:+.1f} over "
+                       f"{beats.get('n_seeds')} seeds; Holm p = {beats.get('p_holm', float('nan')):.3f}, "
+                       f"{'significant' if beats.get('significant_after_holm') else 'not significant'}"
+                       " at 0.05")
+            mde = beats.get("mde_top1")
+            if mde is not None and abs(beats["mean_diff"]) < mde:
+                detail += f"; this design detects {mde:.1f} points with 80% power"
         lines.append(f"- **The student beats the teacher** (paper: yes): measured **{verdict}** "
                      f"({detail}).")
     cheaper = claims.get("student_is_cheaper") or {}
@@ -385,9 +414,6 @@ def skipped_table(stages: dict | None = None, *, cache_dir=None) -> pd.DataFrame
     (columns ``video``, ``reason``, ``where``). ``stages`` maps a name to a training result or a
     stage summary (their ``skipped`` lists); ``cache_dir`` adds the frame cache's failures
     (``cache.json``'s ``failed``). Empty (with those columns) when nothing was skipped."""
-    from darknb.data import (
-        CACHE_MANIFEST,  # lazy: reports do not otherwise need the data module
-    )
     from darknb.files import read_json
 
     where: dict[str, list[str]] = {}
@@ -417,14 +443,15 @@ README_END = "<!-- darknb:demo-results end -->"
 
 
 def demo_results_markdown(summary: dict) -> str:
-    """The README block of a finished run: where and how long it ran (from ``summary["run"]``),
-    then one row per measured model (the comparison table; the stage summaries when the
-    comparison did not run) with top-1, its 95% interval and GFLOPs per clip, then the claims."""
+    """The README block of a finished run (``summary.json``): where and how long it ran, one row
+    per measured model of the comparison table (top-1, mean over seeds where there were several,
+    its spread and 95% interval, GFLOPs per clip as run and at paper size), then the paper's
+    claims (:func:`claims_summary`) and the study's stated comparisons in words."""
     run = summary.get("run", {})
     prov = run.get("provenance", {}) or {}
     git = prov.get("git", {}) or {}
     teacher = summary.get("teacher", {})
-    cfg = teacher.get("config", {})
+    cfg = teacher.get("config") or {}
     lines = []
     where = f"{prov.get('device') or 'unknown device'}, {prov.get('torch_threads', '?')} torch threads"
     sha = (git.get("sha") or "unknown")[:7] + (", uncommitted changes" if git.get("dirty") else "")
@@ -435,35 +462,47 @@ def demo_results_markdown(summary: dict) -> str:
         parts = ", ".join(f"{nb.split('_')[0]} {format_number(s, 0)} s" for nb, s in seconds.items())
         lines.append(f"The notebooks took {format_number(sum(seconds.values()), 0)} s: {parts}.")
     lines.append("")
-    classes = len(teacher.get("per_class") or [])
     dataset = cfg.get("dataset", "?")
-    about = [f"{teacher.get('num_videos', '?')} videos"]
-    if classes:
-        about.append(f"{classes} classes (chance is {format_number(100 / classes)}%)")
-    lines.append(f"Top-1 on the {dataset} test split of {', '.join(about)}; lists: "
-                 f"{teacher.get('data_protocol') or 'unknown'}. Seed {cfg.get('seed', '?')}, "
-                 f"{cfg.get('epochs', '?')} epochs unless a row says otherwise.")
+    protocol = ((teacher.get("provenance") or {}).get("data_protocol")
+                or teacher.get("data_protocol") or "unknown")
+    seeds = summary.get("seeds") or teacher.get("seeds")
+    about = (f"Top-1 on the {dataset} test split of {teacher.get('num_videos', '?')} clips "
+             f"(lists: {protocol})")
+    if seeds:
+        about += f", mean over {len(seeds)} seeds ({', '.join(str(s) for s in seeds)})"
+    lines.append(f"{about}; {cfg.get('epochs', '?')} epochs unless a row says otherwise.")
     lines.append("")
-    lines.append(f"| model (measured, {dataset}) | top-1 % | 95% CI (bootstrap) | "
+    lines.append(f"| model (measured, {dataset}) | top-1 % | std over seeds | 95% CI | "
                  "GFLOPs per clip (as run) | GFLOPs per clip (paper size) |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|")
     table = [r for r in (summary.get("comparison", {}) or {}).get("table", [])
              if r.get("source") == "measured"]
-    if not table:  # the comparison did not run: the stages alone
-        table = [{"method": name, "top1": summary[name]["top1"]}
-                 for name in ("teacher", "student", "student_no_kd") if name in summary]
+    if not table:  # the comparison did not run: the study's arms alone
+        for name in ("teacher", "student_no_kd", "student", "student_selfkd"):
+            arm = summary.get(name)
+            if isinstance(arm, dict) and "top1" in arm:
+                low, high = arm.get("top1_ci95") or (None, None)
+                table.append({"method": arm.get("label", name), "top1": arm["top1"],
+                              "seeds": len(arm.get("seeds") or []), "top1_seed_std": arm.get("top1_std"),
+                              "top1_ci95_low": low, "top1_ci95_high": high})
     for r in table:
         method = r.get("method", "?")
         epochs = r.get("epochs")
         if epochs is not None and pd.notna(epochs) and cfg.get("epochs") not in (None, epochs):
             method += f" ({format_number(epochs, 0)} epochs)"
-        lines.append(f"| {method} | {format_number(r.get('top1'))} | "
+        several = r.get("seeds") is not None and pd.notna(r.get("seeds")) and r["seeds"] > 1
+        spread = format_number(r.get("top1_seed_std")) if several else "one run"
+        lines.append(f"| {method} | {format_number(r.get('top1'))} | {spread} | "
                      f"{_interval(r.get('top1_ci95_low'), r.get('top1_ci95_high'))} | "
                      f"{format_number(r.get('gflops_per_clip'), 3, significant=True)} | "
                      f"{format_number(r.get('paper_size_gflops_per_clip'), 4, significant=True)} |")
     claims = (summary.get("comparison", {}) or {}).get("claims")
     if claims:
         lines += ["", claims_summary(claims)]
+    if summary.get("comparisons"):
+        from darknb.study import study_findings  # lazy: the study module trains
+
+        lines += [""] + [f"- {line}" for line in study_findings(summary)]
     return "\n".join(lines)
 
 

@@ -1,49 +1,79 @@
-"""The synthetic dark action set: moving textured objects in cluttered scenes, rendered dark.
+"""The synthetic miniature of DL-KDD's setting: a well-lit pre-training set and a dark target set.
 
-Classes are motions of one textured, asymmetric object in a cluttered static scene. Every class
-has a time-reversed twin (left/right, cw/ccw, in/out), so no single frame tells the class: a model
-must use time, as ARID's actions require. Groups are scenes ("actors"): each group has its own
-background and object appearance, and the train/test split is group-disjoint like ARID's.
+The paper's teacher helps because its backbone was pre-trained on WELL-LIT video (IG65M,
+ImageNet) and Zero-DCE moves dark input back toward what that backbone knows (PAPER.md). A
+miniature that can test the method needs the same structure, so this module renders:
 
-:func:`make_synthetic_dark` writes real video files in ARID's layout (``<Class>/<Class>_<group>_
-<clip>.mp4`` + ``list_cvt/``), so the same loaders, frame-exact reading and cache serve it and ARID.
+- a **well-lit pre-training set**: :data:`PRETRAIN_CLASSES`, motions that are NOT the target
+  classes (as IG65M's classes are not ARID's), in scenes of their own;
+- a **dark target set**: :data:`TARGET_CLASSES`, each clip the well-lit rendering of its scene
+  passed through one physical darkening (:class:`Darkening`): low exposure, photon shot noise,
+  read noise, 8-bit quantisation. dark = f(well-lit), so the information loss is real;
+- dark copies of the pre-training set's validation clips, for the zero-shot check (is there a
+  domain gap for enhancement to close?).
+
+Every class has a time-reversed twin (left/right, cw/ccw, in/out ...), so no single frame tells the
+class: a model must use time, as ARID's actions require. Splits are scene-disjoint, and a scene
+shows every class once, so clips are close to independent and accuracy is averaged over many
+scenes (ARID's groups are actors/scenes; its splits are group-disjoint too).
+
+Layout (one root, ARID's conventions, see :func:`make_synthetic_dark`)::
+
+    root/list_cvt/synthetic_split1_{train,val,test}.txt, mapping_table.txt   dark target set
+    root/list_cvt/pretrain_{train,val,val_dark}.txt, pretrain_mapping.txt     pre-training set
+    root/<Class>/<Class>_<scene>_1.mp4     every ``video_every``-th target scene: real video files
+    root/synthetic.json                    parameters, classes, scenes per split, file hashes
+
+Frames live in the frame cache (``darknb.framecache``): clips are rendered straight into it, and
+the part written as video files is decoded into it by the same frame-exact reader ARID's files
+go through. Those files are lossless (H.264 on RGB planes), so decoded == rendered, which the
+generator checks: the video path is exercised without changing the data.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import os
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from darknb.errors import ConfigError
-from darknb.files import read_json, sha256_file, write_json, write_text
-from darknb.video import write_video
+from darknb.files import read_json, save_npy, sha256_file, write_json, write_text
+from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest
+from darknb.video import probe, read_frames, write_video
 
-__all__ = ["MANIFEST", "SYNTHETIC_CLASSES", "make_synthetic_dark"]
+__all__ = ["Darkening", "MANIFEST", "PRETRAIN_CLASSES", "SYNTHETIC_CLASSES", "SyntheticSpec",
+           "TARGET_CLASSES", "WellLit", "make_synthetic_dark", "render_lit", "synthetic_is_current"]
 
-MANIFEST = "synthetic.json"  # the set's parameters and file hashes; its presence marks a complete set
+MANIFEST = "synthetic.json"  # the set's parameters and file hashes; written last: a complete set
+_VERSION = 3                 # bump when rendering changes, so stale sets are regenerated
+
+TARGET_CLASSES = ("MoveLeft", "MoveRight", "RotateCW", "RotateCCW", "ZoomIn", "ZoomOut",
+                  "MoveUp", "MoveDown", "Wave")
+SYNTHETIC_CLASSES = TARGET_CLASSES  # the name callers know
+PRETRAIN_CLASSES = ("DiagUpLeft", "DiagUpRight", "DiagDownLeft", "DiagDownRight",
+                    "OrbitCW", "OrbitCCW", "Pulse", "Shake", "Swing", "Still")
+_PRETRAIN_SCENE0 = 100_000   # pre-training scenes are numbered apart: their own appearances
 
 
-SYNTHETIC_CLASSES = ("MoveLeft", "MoveRight", "RotateCW", "RotateCCW", "ZoomIn", "ZoomOut",
-                     "MoveUp", "MoveDown", "Wave")
-_SYNTH_VERSION = 2  # bump when rendering changes, so stale sets are regenerated
+# =========================================================================== scene and motion
 
-
-def _scene(seed: int, group: int, H: int, W: int) -> dict:
-    """Per-group appearance: cluttered background albedo and the object's look."""
-    rng = np.random.default_rng([seed, 7919, group])
+def _scene(seed: int, scene: int, H: int, W: int) -> dict:
+    """Per-scene appearance: cluttered background albedo and the object's look."""
+    rng = np.random.default_rng([seed, 7919, scene])
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     bg = np.full((H, W, 3), 0.25, np.float32)
-    # Low-frequency shading: a few random plane waves per channel.
-    for _ in range(4):
+    for _ in range(4):  # low-frequency shading: a few random plane waves per channel
         fx, fy = rng.uniform(-3, 3, 2) * 2 * np.pi
         phase = rng.uniform(0, 2 * np.pi)
         wave = np.sin(fx * xx / W + fy * yy / H + phase)[..., None]
         bg += 0.08 * wave * rng.uniform(0.3, 1.0, 3).astype(np.float32)
-    # Clutter: random rectangles and discs (static distractors).
-    # (darker and fewer than the object, so that a CPU-sized model learns the motion in minutes)
-    for _ in range(int(rng.integers(4, 8))):
+    for _ in range(int(rng.integers(4, 8))):  # clutter: static rectangles and discs
         colour = rng.uniform(0.1, 0.6, 3).astype(np.float32)
         cx, cy = rng.uniform(0, W), rng.uniform(0, H)
         rw, rh = rng.uniform(0.03, 0.15) * W, rng.uniform(0.03, 0.15) * H
@@ -52,20 +82,16 @@ def _scene(seed: int, group: int, H: int, W: int) -> dict:
         else:
             m = ((xx - cx) / rw) ** 2 + ((yy - cy) / rh) ** 2 < 1
         bg[m] = colour
-    return dict(
-        background=np.clip(bg, 0.02, 1.0),
-        colour=rng.uniform(0.45, 1.0, 3).astype(np.float32),
-        spot=rng.uniform(0.6, 1.0, 3).astype(np.float32),
-        stripes=float(rng.uniform(2.0, 4.0)),
-        aspect=float(rng.uniform(0.4, 0.6)),
-        size=float(rng.uniform(0.17, 0.22)),
-    )
+    return dict(background=np.clip(bg, 0.02, 1.0),
+                colour=rng.uniform(0.45, 1.0, 3).astype(np.float32),
+                spot=rng.uniform(0.6, 1.0, 3).astype(np.float32),
+                stripes=float(rng.uniform(2.0, 4.0)), aspect=float(rng.uniform(0.4, 0.6)),
+                size=float(rng.uniform(0.17, 0.22)))
 
 
 def _motion(cls: str, s: np.ndarray, rng: np.random.Generator, W: int, H: int):
     """Object centre, angle and scale at normalised times ``s`` (T,) for class ``cls``."""
-    # Start near the centre so that the whole path stays mostly in view.
-    cx0, cy0 = rng.uniform(0.35, 0.65) * W, rng.uniform(0.35, 0.65) * H
+    cx0, cy0 = rng.uniform(0.35, 0.65) * W, rng.uniform(0.35, 0.65) * H  # path stays in view
     a0 = rng.uniform(0, 2 * np.pi)
     sc0 = rng.uniform(0.85, 1.15)
     # Small nuisance drift for every class: translation must be judged by its size, not presence.
@@ -74,14 +100,10 @@ def _motion(cls: str, s: np.ndarray, rng: np.random.Generator, W: int, H: int):
     ang = a0 + rng.uniform(-0.15, 0.15) * s
     scale = sc0 * np.ones_like(s)
     dist = rng.uniform(0.45, 0.6)
-    if cls == "MoveLeft":
-        cx = cx + (0.5 - s) * dist * W
-    elif cls == "MoveRight":
-        cx = cx - (0.5 - s) * dist * W
-    elif cls == "MoveUp":
-        cy = cy + (0.5 - s) * dist * H
-    elif cls == "MoveDown":
-        cy = cy - (0.5 - s) * dist * H
+    if cls in ("MoveLeft", "MoveRight"):
+        cx = cx + (0.5 - s) * dist * W * (1 if cls == "MoveLeft" else -1)
+    elif cls in ("MoveUp", "MoveDown"):
+        cy = cy + (0.5 - s) * dist * H * (1 if cls == "MoveUp" else -1)
     elif cls in ("RotateCW", "RotateCCW"):
         turn = rng.uniform(0.6, 1.2) * np.pi  # 108..216 degrees over the clip
         ang = ang + (turn if cls == "RotateCW" else -turn) * s  # y points down: +angle is clockwise
@@ -91,14 +113,35 @@ def _motion(cls: str, s: np.ndarray, rng: np.random.Generator, W: int, H: int):
     elif cls == "Wave":
         cycles = rng.uniform(1.0, 2.0)
         cx = cx + 0.15 * W * np.sin(2 * np.pi * cycles * s + rng.uniform(0, 2 * np.pi))
-    else:  # pragma: no cover - class names are validated by make_synthetic_dark
-        raise ConfigError(f"unknown synthetic class {cls!r}")
+    elif cls.startswith("Diag"):
+        d = dist / math.sqrt(2)
+        cx = cx + (s - 0.5) * d * W * (-1 if "Left" in cls else 1)
+        cy = cy + (s - 0.5) * d * H * (-1 if "Up" in cls else 1)
+    elif cls in ("OrbitCW", "OrbitCCW"):
+        radius = rng.uniform(0.14, 0.2) * W
+        phi0 = rng.uniform(0, 2 * np.pi)
+        phi = phi0 + rng.uniform(0.7, 1.0) * 2 * np.pi * (1 if cls == "OrbitCW" else -1) * s
+        cx = cx + radius * (np.cos(phi) - np.cos(phi0))
+        cy = cy + radius * (np.sin(phi) - np.sin(phi0))
+    elif cls == "Pulse":
+        scale = sc0 * (1.0 + 0.35 * np.sin(2 * np.pi * rng.uniform(1.0, 2.0) * s
+                                             + rng.uniform(0, 2 * np.pi)))
+    elif cls == "Shake":
+        cx = cx + 0.06 * W * rng.standard_normal(s.shape)
+        cy = cy + 0.06 * H * rng.standard_normal(s.shape)
+    elif cls == "Swing":
+        ang = ang + 0.7 * np.sin(2 * np.pi * rng.uniform(1.0, 2.0) * s + rng.uniform(0, 2 * np.pi))
+    elif cls != "Still":
+        raise ConfigError(f"unknown synthetic class {cls!r}; known: "
+                          f"{TARGET_CLASSES + PRETRAIN_CLASSES}")
     return cx, cy, ang, scale
 
 
-def _render_clip(scene: dict, cls: str, rng: np.random.Generator, T: int, H: int, W: int
-                 ) -> np.ndarray:
-    """Render one dark clip as uint8 ``(T, H, W, 3)``: motion, then darkening + sensor noise."""
+def render_lit(scene: dict, cls: str, rng: np.random.Generator, T: int, H: int, W: int
+               ) -> np.ndarray:
+    """One clip of class ``cls`` in ``scene`` as LINEAR scene radiance, float32 ``(T, H, W, 3)``
+    in [0, 1]: a textured, asymmetric object moving over the scene's clutter, under bright,
+    slightly uneven light with 2 % flicker. Cameras (well-lit or dark) are applied after."""
     s = np.linspace(0.0, 1.0, T, dtype=np.float32)
     cx, cy, ang, scale = _motion(cls, s, rng, W, H)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -115,114 +158,234 @@ def _render_clip(scene: dict, cls: str, rng: np.random.Generator, T: int, H: int
     mask = np.clip(edge * 6.0, 0.0, 1.0)[..., None]
     tex = 0.55 + 0.45 * (np.sin(u * scene["stripes"] * np.pi) > 0)
     spot = ((u - 0.55) ** 2 + (v - 0.15 * scene["aspect"]) ** 2) < 0.06
-    obj = tex[..., None] * scene["colour"]
-    obj = np.where(spot[..., None], scene["spot"], obj)
+    obj = np.where(spot[..., None], scene["spot"], tex[..., None] * scene["colour"])
     albedo = mask * obj + (1.0 - mask) * scene["background"][None]
-
-    # Darkening (a dim scene seen by a gamma-encoding camera at low exposure): gamma-darken, scale
-    # by a random exposure and a vignette, small flicker.
-    gamma = rng.uniform(1.6, 2.4)
-    exposure = rng.uniform(0.35, 0.7)
     rr = ((xx - W / 2) / (W / 2)) ** 2 + ((yy - H / 2) / (H / 2)) ** 2
-    vignette = (1.0 - 0.35 * rr)[None, ..., None]
-    flicker = (1.0 + 0.04 * rng.standard_normal(T)).astype(np.float32)[:, None, None, None]
-    lin = albedo ** gamma * exposure * vignette * flicker
-    # Sensor noise: shot noise (photon counting, full scale = `photons` electrons, in its Gaussian
-    # approximation -- 10x faster than Poisson draws) + read noise, then 8-bit quantisation.
-    photons = rng.uniform(120.0, 400.0)
-    sigma = np.sqrt(np.clip(lin, 0, None) / photons + 0.006 ** 2)
-    noisy = lin + sigma * rng.standard_normal(lin.shape, dtype=np.float32)
-    return np.clip(np.round(noisy * 255.0), 0, 255).astype(np.uint8)
+    light = rng.uniform(0.85, 1.0) * (1.0 - 0.15 * rr)[None, ..., None]
+    flicker = (1.0 + 0.02 * rng.standard_normal(T)).astype(np.float32)[:, None, None, None]
+    return np.clip(albedo * light * flicker, 0.0, 1.0).astype(np.float32)
 
 
-def _synthetic_plan(num_classes: int, videos_per_class: int, test_fraction: float, seed: int):
-    """Return (classes, [(class_id, group, clip)], test_groups)."""
-    classes = list(SYNTHETIC_CLASSES[:num_classes])
-    n_groups = max(2, round(videos_per_class / 4))
-    n_test = min(n_groups - 1, max(1, round(n_groups * test_fraction)))
-    groups = np.random.default_rng([seed, 104729]).permutation(np.arange(1, n_groups + 1))
-    test_groups = sorted(int(g) for g in groups[:n_test])
-    items = []
-    for c in range(num_classes):
-        for k in range(videos_per_class):
-            items.append((c, k % n_groups + 1, k // n_groups + 1))
-    return classes, items, test_groups
+# =========================================================================== cameras
+
+@dataclass(frozen=True)
+class WellLit:
+    """A normally exposed camera: display encoding ``x ** (1 / gamma)``, 8 bits, no visible noise
+    (clip mean ~0.4, like normal video)."""
+
+    gamma: float = 1.5
+
+    def __call__(self, radiance: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        return _to_uint8(radiance ** (1.0 / self.gamma))
 
 
-def make_synthetic_dark(root: str | os.PathLike, *, num_classes: int = 6,
-                        videos_per_class: int = 16, num_frames: int = 40,
-                        size: tuple[int, int] = (96, 72), seed: int = 0,
-                        test_fraction: float = 0.25, ext: str = ".mp4") -> Path:
-    """Write a small synthetic dark action dataset as real video files in ARID's layout.
+@dataclass(frozen=True)
+class Darkening:
+    """A camera at low exposure (a physically plausible dark video, Foi et al. 2008's
+    Poissonian-Gaussian sensor model):
 
-    Layout: ``root/<Class>/<Class>_<group>_<clip><ext>``; ``root/list_cvt/synthetic_split1_{train,
-    test}.txt`` (ARID's TAB format ``idx, class_id, Class/Class_group_clip.ext``);
-    ``root/list_cvt/mapping_table.txt`` (``id<TAB>Name``); ``root/synthetic.json`` (parameters and
-    the sha256 of every file). ``size`` is (width, height). The split is group-disjoint (a group is
-    a scene, like an ARID actor/scene id). Deterministic from ``seed``; calling it again over a
-    complete set with the same parameters is a no-op (checked against the manifest's hashes).
+    1. exposure: the linear radiance is scaled so that the clip's mean signal is ``mean`` of full
+       scale (times a per-clip factor drawn from ``jitter``: scenes are not equally dark);
+    2. photon shot noise: electrons ~ Poisson(signal * ``photons``), ``photons`` electrons at full
+       scale (a small full-well / high-gain sensor);
+    3. read noise: + N(0, ``read_noise``^2) in full-scale units;
+    4. optional camera tone curve ``y ** (1 / tone_gamma)`` (1.0 = linear raw-like output);
+    5. 8-bit quantisation.
+
+    The information lost in 2, 3 and 5 is real: no enhancer can restore it. ARID's authors darken
+    normal video with a tone curve only (ffmpeg ``eq=gamma``, gamma ~ N(0.2, 0.07)); that keeps
+    every distinction of the original, which real dark video does not.
     """
-    # ---- validate
-    if not 2 <= int(num_classes) <= len(SYNTHETIC_CLASSES):
-        raise ConfigError(f"make_synthetic_dark: num_classes must be in [2, "
-                          f"{len(SYNTHETIC_CLASSES)}], got {num_classes}")
-    if int(videos_per_class) < 2:
-        raise ConfigError(f"make_synthetic_dark: videos_per_class must be >= 2, got {videos_per_class}")
-    if int(num_frames) < 2:
-        raise ConfigError(f"make_synthetic_dark: num_frames must be >= 2, got {num_frames}")
-    W, H = (int(x) for x in size)
-    if W < 16 or H < 16 or W % 2 or H % 2:
-        raise ConfigError(f"make_synthetic_dark: size (width, height) must be even and >= 16, got {size}")
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ConfigError(f"make_synthetic_dark: test_fraction must be in (0, 1), got {test_fraction}")
-    if ext not in (".mp4", ".avi"):
-        raise ConfigError(f"make_synthetic_dark: ext must be '.mp4' or '.avi', got {ext!r}")
-    if int(seed) < 0:
-        raise ConfigError(f"make_synthetic_dark: seed must be >= 0, got {seed}")
 
+    mean: float = 0.05
+    jitter: tuple[float, float] = (0.7, 1.3)
+    photons: float = 200.0
+    read_noise: float = 0.004
+    tone_gamma: float = 1.0
+
+    def __post_init__(self):
+        ok = (0.0 < self.mean < 1.0 and 0.0 < self.jitter[0] <= self.jitter[1]
+              and self.photons > 0 and self.read_noise >= 0 and self.tone_gamma > 0)
+        if not ok:
+            raise ConfigError(f"Darkening: invalid parameters {self}")
+
+    def __call__(self, radiance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        gain = self.mean * rng.uniform(*self.jitter) / max(float(radiance.mean()), 1e-6)
+        electrons = rng.poisson(radiance * (gain * self.photons)).astype(np.float32)
+        y = electrons / self.photons + self.read_noise * rng.standard_normal(radiance.shape,
+                                                                             dtype=np.float32)
+        y = np.clip(y, 0.0, 1.0)
+        if self.tone_gamma != 1.0:
+            y = y ** (1.0 / self.tone_gamma)
+        return _to_uint8(y)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+# =========================================================================== the set
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What :func:`make_synthetic_dark` renders (the defaults are the demo's set)."""
+
+    num_classes: int = 9             # target classes: the first n of TARGET_CLASSES
+    train_scenes: int = 60           # x num_classes clips each (one clip per class per scene)
+    val_scenes: int = 17
+    test_scenes: int = 70
+    pretrain_scenes: int = 180       # x len(PRETRAIN_CLASSES) well-lit clips
+    pretrain_val_scenes: int = 18
+    num_frames: int = 8
+    size: int = 40                   # rendered frame side (the models crop 32 of it)
+    video_every: int = 8             # every n-th target scene is also written as video files
+    seed: int = 0
+    well_lit: WellLit = field(default_factory=WellLit)
+    darkening: Darkening = field(default_factory=Darkening)
+
+    def __post_init__(self):
+        checks = {"num_classes": 2 <= self.num_classes <= len(TARGET_CLASSES),
+                  "train_scenes": self.train_scenes >= 1, "val_scenes": self.val_scenes >= 1,
+                  "test_scenes": self.test_scenes >= 1, "pretrain_scenes": self.pretrain_scenes >= 1,
+                  "pretrain_val_scenes": self.pretrain_val_scenes >= 1,
+                  "num_frames": self.num_frames >= 2, "size": self.size >= 16,
+                  "video_every": self.video_every >= 1, "seed": self.seed >= 0}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"synthetic set: invalid {bad[0]}={getattr(self, bad[0])!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _plan(spec: SyntheticSpec) -> dict[str, list[int]]:
+    """Scene ids per split: target scenes 1..n shuffled into train/val/test (seeded)."""
+    n = spec.train_scenes + spec.val_scenes + spec.test_scenes
+    order = [int(g) for g in np.random.default_rng([spec.seed, 104729]).permutation(np.arange(1, n + 1))]
+    a, b = spec.train_scenes, spec.train_scenes + spec.val_scenes
+    p0 = _PRETRAIN_SCENE0
+    return {"train": sorted(order[:a]), "val": sorted(order[a:b]), "test": sorted(order[b:]),
+            "pretrain_train": list(range(p0 + 1, p0 + 1 + spec.pretrain_scenes)),
+            "pretrain_val": list(range(p0 + 1 + spec.pretrain_scenes,
+                                       p0 + 1 + spec.pretrain_scenes + spec.pretrain_val_scenes))}
+
+
+def make_synthetic_dark(root: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                        spec: SyntheticSpec | None = None, **spec_fields) -> Path:
+    """Render the synthetic miniature (see the module docstring) into ``root`` and its frame cache.
+
+    ``cache_dir`` defaults to ``<root's parent>/cache/<root's name>`` (``data/synthetic`` ->
+    ``data/cache/synthetic``, the RunConfig default). ``spec`` or its fields as keywords
+    (``make_synthetic_dark(root, train_scenes=4, ...)``) say what to render. Deterministic from
+    ``spec.seed``; a complete set with the same spec is left as it is (a no-op), anything else is
+    rendered again. Returns ``root``.
+    """
+    unknown = sorted(set(spec_fields) - {f.name for f in dataclasses.fields(SyntheticSpec)})
+    if unknown:
+        raise ConfigError(f"make_synthetic_dark: unknown parameter(s) {unknown}; known: "
+                          f"{[f.name for f in dataclasses.fields(SyntheticSpec)]}")
+    spec = dataclasses.replace(spec or SyntheticSpec(), **spec_fields)
     root = Path(root)
-    params = dict(version=_SYNTH_VERSION, num_classes=int(num_classes),
-                  videos_per_class=int(videos_per_class), num_frames=int(num_frames),
-                  size=[W, H], seed=int(seed), test_fraction=float(test_fraction), ext=ext)
-    manifest_path = root / MANIFEST
-    if manifest_path.is_file():
-        try:
-            old = read_json(manifest_path)
-        except ValueError:  # a damaged manifest: regenerate
-            old = {}
-        if old.get("params") == params and all(
-                (root / rel).is_file() and sha256_file(root / rel) == digest
-                for rel, digest in old.get("files", {}).items()):
-            return root  # complete and unchanged: no-op
+    cache_dir = Path(cache_dir) if cache_dir is not None else root.parent / "cache" / root.name
+    params = json.loads(json.dumps({"version": _VERSION, **spec.to_dict()}))  # as stored
+    if _complete(root, cache_dir, params):
+        return root
 
-    classes, items, test_groups = _synthetic_plan(num_classes, videos_per_class, test_fraction, seed)
-    scenes: dict[int, dict] = {}
-    train_lines, test_lines = [], []
+    started = time.perf_counter()
+    plan = _plan(spec)
+    classes = list(TARGET_CLASSES[:spec.num_classes])
+    H = W = spec.size
+    videos: dict[str, dict] = {}
     files: dict[str, str] = {}
-    for c, group, clip in items:
-        name = classes[c]
-        rel = f"{name}/{name}_{group}_{clip}{ext}"
-        if group not in scenes:
-            scenes[group] = _scene(seed, group, H, W)
-        rng = np.random.default_rng([seed, c, group, clip])
-        frames = _render_clip(scenes[group], name, rng, num_frames, H, W)
-        if ext == ".avi":  # MPEG-4 Part 2 with B-frames, like ARID
-            write_video(root / rel, frames, fps=30, bframes=2, gop=12)
-        else:
-            write_video(root / rel, frames, fps=30, crf=18)
-        files[rel] = sha256_file(root / rel)
-        (test_lines if group in test_groups else train_lines).append((c, rel))
+    lists: dict[str, list[tuple[int, str]]] = {}
 
-    lists = root / "list_cvt"
-    for subset, lines in (("train", train_lines), ("test", test_lines)):
+    def render(scene_id: int, c: int, name: str):
+        rng = np.random.default_rng([spec.seed, scene_id, c])
+        return render_lit(scenes(scene_id), name, rng, spec.num_frames, H, W), rng
+
+    scene_cache: dict[int, dict] = {}
+
+    def scenes(scene_id: int) -> dict:
+        if scene_id not in scene_cache:
+            scene_cache.clear()  # scenes are visited in order: keep one
+            scene_cache[scene_id] = _scene(spec.seed, scene_id, H, W)
+        return scene_cache[scene_id]
+
+    def store(rel: str, frames: np.ndarray, as_video: bool) -> None:
+        if as_video:  # real, lossless video file, decoded by the frame-exact reader into the cache
+            write_video(root / rel, frames, lossless=True)
+            files[rel] = sha256_file(root / rel)
+            decoded = read_frames(root / rel, range(probe(root / rel).num_frames))
+            if not np.array_equal(decoded, frames):
+                raise ConfigError(f"synthetic set: {root / rel} does not decode to the frames written")
+            frames = decoded
+        save_npy(frames, cache_file(cache_dir, rel), verify=False, durable=False)
+        videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
+
+    # dark target set: one clip per class per scene
+    for subset in ("train", "val", "test"):
+        lines = lists[f"synthetic_split1_{subset}"] = []
+        for scene_id in plan[subset]:
+            for c, name in enumerate(classes):
+                radiance, rng = render(scene_id, c, name)
+                rel = f"{name}/{name}_{scene_id}_1.mp4"
+                store(rel, spec.darkening(radiance, rng), as_video=scene_id % spec.video_every == 0)
+                lines.append((c, rel))
+    # well-lit pre-training set, and dark copies of its validation clips (zero-shot check)
+    dark_lines = lists["pretrain_val_dark"] = []
+    for subset in ("train", "val"):
+        lines = lists[f"pretrain_{subset}"] = []
+        for scene_id in plan[f"pretrain_{subset}"]:
+            for c, name in enumerate(PRETRAIN_CLASSES):
+                radiance, rng = render(scene_id, c, name)
+                rel = f"pretrain/{name}/{name}_{scene_id}_1.mp4"
+                store(rel, spec.well_lit(radiance), as_video=False)
+                lines.append((c, rel))
+                if subset == "val":
+                    rel = f"pretrain_dark/{name}/{name}_{scene_id}_1.mp4"
+                    store(rel, spec.darkening(radiance, rng), as_video=False)
+                    dark_lines.append((c, rel))
+
+    for name, lines in lists.items():
         text = "".join(f"{i}\t{c}\t{rel}\n" for i, (c, rel) in enumerate(lines))
-        write_text(text, lists / f"synthetic_split1_{subset}.txt")
-    write_text("".join(f"{i}\t{n}\n" for i, n in enumerate(classes)), lists / "mapping_table.txt")
-    for rel in ("list_cvt/synthetic_split1_train.txt", "list_cvt/synthetic_split1_test.txt",
-                "list_cvt/mapping_table.txt"):
-        files[rel] = sha256_file(root / rel)
-    manifest = dict(params=params, classes=classes, test_groups=test_groups,
-                    generator="darknb.synthetic.make_synthetic_dark", files=files)
-    write_json(manifest, manifest_path)
+        files[f"list_cvt/{name}.txt"] = _write_list(root / "list_cvt" / f"{name}.txt", text)
+    files["list_cvt/mapping_table.txt"] = _write_list(
+        root / "list_cvt" / "mapping_table.txt", "".join(f"{i}\t{n}\n" for i, n in enumerate(classes)))
+    files["list_cvt/pretrain_mapping.txt"] = _write_list(
+        root / "list_cvt" / "pretrain_mapping.txt",
+        "".join(f"{i}\t{n}\n" for i, n in enumerate(PRETRAIN_CLASSES)))
+    write_json(cache_manifest(root=root, short_side=spec.size, videos=videos,
+                              seconds=time.perf_counter() - started, source=MANIFEST),
+               cache_dir / CACHE_MANIFEST)
+    write_json(dict(params=params, classes=classes, pretrain_classes=list(PRETRAIN_CLASSES),
+                    scenes=plan, cache_dir=str(cache_dir.resolve()), files=files,
+                    clips={k: len(v) for k, v in lists.items()},
+                    seconds=round(time.perf_counter() - started, 2),
+                    generator="darknb.synthetic.make_synthetic_dark"), root / MANIFEST)
     return root
 
+
+def _write_list(path: Path, text: str) -> str:
+    write_text(text, path)
+    return sha256_file(path)
+
+
+def synthetic_is_current(root: str | os.PathLike, cache_dir: str | os.PathLike) -> bool:
+    """A complete set of this darknb version is in ``root`` with its cache (whatever its spec)."""
+    try:
+        version = read_json(Path(root) / MANIFEST)["params"]["version"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return version == _VERSION and (Path(cache_dir) / CACHE_MANIFEST).is_file()
+
+
+def _complete(root: Path, cache_dir: Path, params: dict) -> bool:
+    """The set in ``root`` was rendered with ``params``, its files are intact, its cache exists."""
+    try:
+        old = read_json(root / MANIFEST)
+    except (OSError, ValueError):
+        return False
+    if old.get("params") != params or not (cache_dir / CACHE_MANIFEST).is_file():
+        return False
+    return all((root / rel).is_file() and sha256_file(root / rel) == digest
+               for rel, digest in old.get("files", {}).items())

@@ -67,11 +67,27 @@ def load_checkpoint(path: str | Path) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+def resolve_pretrained(cfg: RunConfig) -> str:
+    """``cfg.pretrained`` with "pretrain" replaced by the path of the run's pre-trained backbone."""
+    if cfg.pretrained != "pretrain":
+        return cfg.pretrained
+    path = RunDir(cfg.output_dir).pretrained_backbone
+    if not path.is_file():
+        raise CheckpointError(
+            f"pretrained='pretrain' is this run's backbone pre-trained on the well-lit set, {path}, "
+            "which does not exist yet: run notebook 01_pretrain (`python -m darknb run --notebooks "
+            "01_pretrain`) or `python -m darknb train pretrain`; or set pretrained to '' (scratch), "
+            "'hub' or the path of a backbone file")
+    return str(path)
+
+
 def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
-    """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``."""
+    """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``
+    (and of the pre-trained backbone, :func:`resolve_pretrained`)."""
+    pretrained = resolve_pretrained(cfg)
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
-                        pretrained=cfg.pretrained)
+                        pretrained=pretrained, input_norm=cfg.input_norm)
 
 
 def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tuple[nn.Module, dict]:
@@ -221,7 +237,7 @@ def summarize_predictions(logits: torch.Tensor, labels: torch.Tensor, indices: t
 
 def _check_resumable(state: dict, cfg: RunConfig, path: Path) -> None:
     # paths saved relative (before RunConfig resolved them) compare by the same rule
-    saved = {k: resolve_path(v) if k in PATH_FIELDS and isinstance(v, str) else v
+    saved = {k: resolve_path(v, PATH_FIELDS[k]) if k in PATH_FIELDS and isinstance(v, str) else v
              for k, v in state.get("config", {}).items()}
     diffs = {k: (saved.get(k), v) for k, v in cfg.to_dict().items()
              if k not in _RESUMABLE_CHANGES and k in saved and saved.get(k) != v}
@@ -396,14 +412,15 @@ def _teacher_logits(teacher, clips, index, cfg, epoch, cache, accelerator):
 # ----------------------------------------------------------------------------------------------
 
 
-def train_teacher(cfg: RunConfig, *, progress: bool = True) -> dict:
-    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it."""
+def train_teacher(cfg: RunConfig, *, name: str = "teacher", progress: bool = True) -> dict:
+    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it. The enhancer
+    is fitted once per run folder and shared by every seed's teacher (it is not what varies)."""
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_set, val_set, test_set = build_datasets(cfg)
     enhancer, enhancer_info = build_teacher_enhancer(cfg, train_set, out_dir)
     teacher = Teacher(enhancer, build_classifier(cfg, len(train_set.classes)))
-    result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name="teacher", val_set=val_set,
+    result = fit(teacher, train_set, test_set, cfg.replace(beta=0.0), name=name, val_set=val_set,
                  progress=progress, extra_state={"enhancer": enhancer_info})
     result["enhancer"] = enhancer_info
     return result
@@ -439,10 +456,7 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
     :class:`CheckpointError` names what differs."""
     path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
     state = load_final_state(path)
-    if splits is None:
-        splits = build_datasets(cfg, check_videos=False)
-    check_same_dataset(state.get("dataset"), dataset_identity(cfg.dataset, splits),
-                       what=f"teacher checkpoint {str(path)!r}")
+    _check_data(state, cfg, splits, what=f"teacher checkpoint {str(path)!r}")
     saved = RunConfig.from_params(state.get("config", {}))
     teacher = Teacher(build_enhancer(saved.enhancer), build_classifier(saved, num_classes))
     try:
@@ -456,16 +470,40 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
     return teacher.eval()
 
 
-def teacher_cache_for(cfg: RunConfig) -> TeacherCache:
-    """The run's shared cache of teacher logits (``<output_dir>/teacher_cache.pt``), valid for the
-    clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was filled with."""
+def _check_data(state: dict, cfg: RunConfig, splits, *, what: str) -> None:
+    """Refuse a checkpoint made on other data than ``cfg``'s (``splits``: its datasets, built
+    from ``cfg`` when None): dataset name, class names, list files."""
+    if splits is None:
+        splits = build_datasets(cfg, check_videos=False)
+    check_same_dataset(state.get("dataset"), dataset_identity(cfg.dataset, splits), what=what)
+
+
+def load_classifier(cfg: RunConfig, num_classes: int, path: str | Path, *, splits=None) -> nn.Module:
+    """A trained classifier (e.g. a no-KD student, the raw-input teacher of the self-distillation
+    control) with its selected weights, rebuilt from its checkpoint's config; eval mode. Like
+    :func:`load_teacher`, it refuses a checkpoint made on other data."""
+    state = load_final_state(path)
+    _check_data(state, cfg, splits, what=f"checkpoint {str(path)!r}")
+    saved = RunConfig.from_params(state.get("config", {}))
+    model = build_classifier(saved, num_classes)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit {saved.model}: {err}") from err
+    return model.eval()
+
+
+def teacher_cache_for(cfg: RunConfig, teacher: str = "teacher") -> TeacherCache:
+    """The run's cache of teacher ``teacher``'s logits (``<output_dir>/<teacher>_cache.pt``),
+    valid for the clips (data, T, size, sampling, epochs' seeds) and the teacher checkpoint it was
+    filled with."""
     run = RunDir(cfg.output_dir)
-    ckpt = run.checkpoint("teacher")
+    ckpt = run.checkpoint(teacher)
     fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
                                            "sampling", "cache_dir")}
     fields["teacher"] = (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) if ckpt.exists() else None
     signature = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
-    return TeacherCache(run.teacher_cache, signature=signature)
+    return TeacherCache(run.teacher_cache(teacher), signature=signature)
 
 
 def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,

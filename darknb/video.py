@@ -601,13 +601,14 @@ def _default_codec(suffix: str, av) -> str:
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 30,
                 codec: str | None = None, gop: int | None = None, bframes: int | None = None,
-                crf: int | None = None) -> Path:
+                crf: int | None = None, lossless: bool = False) -> Path:
     """Encode uint8 RGB ``frames`` ``(T, H, W, 3)`` into ``path``.
 
     ``.mp4`` -> H.264 (libx264; mpeg4 when the wheel lacks it), ``.avi`` -> MPEG-4 Part 2 (as ARID).
     ``bframes`` sets ``max_b_frames`` (B-frames are what breaks decord's seeks); ``gop`` the keyframe
-    interval; ``crf`` the libx264 quality (default: encoder default; 0 = lossless-ish). Even sizes
-    only (yuv420p). Written atomically (temp file + rename).
+    interval; ``crf`` the libx264 quality (default: encoder default). Even sizes only (yuv420p).
+    ``lossless=True`` (``.mp4``/``.mkv``): H.264 on RGB planes at qp 0 (libx264rgb), so decoding
+    gives back exactly ``frames``, any size. Written atomically (temp file + rename).
     """
     av = _import_av()
     path = Path(path)
@@ -616,7 +617,12 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 30,
         raise ConfigError(f"write_video: frames must be uint8 (T, H, W, 3) with T > 0, got "
                           f"{frames.dtype} {frames.shape} for {path}")
     _, H, W, _ = frames.shape
-    if H % 2 or W % 2:
+    if lossless:
+        if path.suffix.lower() not in (".mp4", ".mkv") or codec not in (None, "libx264rgb"):
+            raise ConfigError(f"write_video: lossless needs .mp4/.mkv and libx264rgb, got {path.name}, "
+                              f"codec={codec!r}")
+        codec = "libx264rgb"
+    elif H % 2 or W % 2:
         raise ConfigError(f"write_video: height and width must be even for yuv420p, got {H}x{W}")
     codec = codec or _default_codec(path.suffix.lower(), av)
     with atomic_path(path) as tmp:  # the container format follows tmp's suffix (path's own)
@@ -629,7 +635,8 @@ def _encode(av, path: Path, frames: np.ndarray, *, codec: str, fps: int, gop, bf
     container = av.open(str(path), "w")
     try:
         stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.width, stream.height = W, H
+        stream.pix_fmt = "rgb24" if codec == "libx264rgb" else "yuv420p"
         # One encoder thread: with frame threads x264's output bytes varied between runs
         # (measured), and the synthetic set's manifest promises byte-identical files.
         stream.codec_context.thread_count = 1
@@ -637,12 +644,14 @@ def _encode(av, path: Path, frames: np.ndarray, *, codec: str, fps: int, gop, bf
             stream.codec_context.gop_size = int(gop)
         if bframes is not None:
             stream.codec_context.max_b_frames = int(bframes)
-        if codec == "libx264":
+        if codec in ("libx264", "libx264rgb"):
             # Deterministic, thread-count-independent output (sliced threads would vary).
             # mbtree=0: with macroblock-tree rate control on, x264's bytes differed between
             # identical runs even single-threaded (measured: 3 of 24 small clips); without, identical.
             opts = {"threads": "1", "preset": "veryfast", "x264-params": "threads=1:mbtree=0"}
-            if crf is not None:
+            if codec == "libx264rgb":
+                opts["qp"] = "0"  # mathematically lossless
+            elif crf is not None:
                 opts["crf"] = str(int(crf))
             if bframes is not None:
                 opts["bframes"] = str(int(bframes))

@@ -151,6 +151,15 @@ def pick_video(dataset, index: int):
     return Path(dataset.root) / dataset.samples[index][0]
 
 
+def video_frames(dataset, index: int, *, max_frames: int = 64) -> np.ndarray:
+    """uint8 frames ``(N, H, W, 3)`` of video ``index`` as the dataset stores them: from its
+    frame cache when it has one (the synthetic set's clips mostly live only there), else decoded."""
+    pick_video(dataset, index)  # range check
+    rel = dataset.samples[index][0]
+    n = min(dataset.frame_count(rel), max_frames)
+    return dataset.frames(rel, np.arange(n))
+
+
 def brightness_summary(source, enhancers=("zerodce", "gamma"), *, checkpoint=None,
                        max_frames: int = 64) -> "pandas.DataFrame":  # noqa: F821
     """Per variant: mean brightness, its frame-to-frame std, and the share of pixels clipped at 1
@@ -172,10 +181,11 @@ def brightness_summary(source, enhancers=("zerodce", "gamma"), *, checkpoint=Non
 # ----------------------------------------------------------------------------------------------
 
 
-def frame_comparison(path: str | os.PathLike, enhancers=("zerodce", "gamma"), *, checkpoint=None,
+def frame_comparison(source, enhancers=("zerodce", "gamma"), *, checkpoint=None,
                      max_frames: int = 64, display_size: tuple[int, int] | None = None):
     """An ipywidgets player: raw frame + one image per enhancer, a frame slider linked to Play.
 
+    ``source``: a video path or uint8 frames ``(N, H, W, 3)``.
     ``enhancers``: names for ``build_enhancer`` or ``{label: nn.Module}`` (e.g. a Zero-DCE fitted
     with ``fit_zero_reference``). ``display_size`` = (width, height) in screen pixels; None shows
     the frame at least 240 px wide (aspect kept). Returns an ``ipywidgets.VBox`` with attributes
@@ -186,7 +196,7 @@ def frame_comparison(path: str | os.PathLike, enhancers=("zerodce", "gamma"), *,
 
     variants: dict[str, nn.Module | None] = {RAW: None, **resolve_enhancers(enhancers,
                                                                              checkpoint=checkpoint)}
-    frames = load_frames(path, max_frames=max_frames)
+    frames = _frames_of(source, max_frames, "frame_comparison")
     N, H, Wd, _ = frames.shape
     if display_size is None:
         width = max(Wd, _MIN_DISPLAY_WIDTH)
@@ -223,7 +233,8 @@ def frame_comparison(path: str | os.PathLike, enhancers=("zerodce", "gamma"), *,
     slider.observe(lambda change: show(change["new"]), names="value")
     show(0)
 
-    title = W.HTML(f"<code>{os.fspath(path)}</code> &nbsp; {N} frames decoded, {Wd}x{H} px")
+    name = "frames" if isinstance(source, np.ndarray) else os.fspath(source)
+    title = W.HTML(f"<code>{name}</code> &nbsp; {N} frames, {Wd}x{H} px")
     box = W.VBox([title, W.HBox([play, slider]), W.HBox(columns)])
     box.slider, box.play, box.images, box.brightness, box.num_frames = (
         slider, play, images, brightness, N)
@@ -235,20 +246,25 @@ def frame_comparison(path: str | os.PathLike, enhancers=("zerodce", "gamma"), *,
 # ----------------------------------------------------------------------------------------------
 
 
-def comparison_figure(path: str | os.PathLike, enhancers=("zerodce", "gamma"), *, checkpoint=None,
+def comparison_figure(source, enhancers=("zerodce", "gamma"), *, checkpoint=None,
                       frames: Sequence[int] | None = None, max_frames: int = 64,
-                      panel_width: float = 2.6):
+                      panel_width: float = 2.6, reference: Mapping[str, np.ndarray] | None = None,
+                      title: str | None = None):
     """A static grid, rows = variants ("raw" first), cols = frames (default: first, middle, last).
 
-    Each row is labelled with its variant; each title gives the frame index and that frame's mean
-    brightness. Returns a
-    ``matplotlib.figure.Figure`` (not registered with pyplot: no global state, nothing leaks).
+    ``source``: a video path or uint8 frames ``(N, H, W, 3)``. ``reference``: extra rows shown
+    first, e.g. ``{"well-lit": frames}``, the same clip before darkening. Each row is labelled
+    with its variant; each title gives the frame index and that frame's mean brightness. Returns
+    a ``matplotlib.figure.Figure`` (not registered with pyplot: no global state, nothing leaks).
     """
-    from matplotlib.figure import Figure
+    from matplotlib.figure import (
+        Figure,  # lazy: matplotlib only for figures (slow to import)
+    )
 
-    variants: dict[str, nn.Module | None] = {RAW: None, **resolve_enhancers(enhancers,
-                                                                             checkpoint=checkpoint)}
-    decoded = load_frames(path, max_frames=max_frames)
+    decoded = _frames_of(source, max_frames, "comparison_figure")
+    references = {k: _frames_of(v, max_frames, "comparison_figure") for k, v in (reference or {}).items()}
+    variants: dict[str, nn.Module | np.ndarray | None] = {
+        **references, RAW: None, **resolve_enhancers(enhancers, checkpoint=checkpoint)}
     idx = _check_frame_indices(frames, decoded.shape[0])
     N, H, Wd, _ = decoded.shape
     rows, cols = len(variants), len(idx)
@@ -256,7 +272,10 @@ def comparison_figure(path: str | os.PathLike, enhancers=("zerodce", "gamma"), *
                  layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for r, (label, module) in enumerate(variants.items()):
-        enhanced = enhance_uint8(module, decoded[idx])  # (cols, H, W, 3)
+        if isinstance(module, np.ndarray):  # a reference row: its own frames
+            enhanced = module[idx].astype(np.float32) / 255.0
+        else:
+            enhanced = enhance_uint8(module, decoded[idx])  # (cols, H, W, 3)
         for c, i in enumerate(idx):
             ax = axes[r, c]
             ax.imshow(enhanced[c], vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -265,8 +284,21 @@ def comparison_figure(path: str | os.PathLike, enhancers=("zerodce", "gamma"), *
             ax.set_yticks([])
             if c == 0:  # the variant names the row; long labels would collide as titles
                 ax.set_ylabel(label, fontsize=8)
-    fig.suptitle(os.path.basename(os.fspath(path)), fontsize=9)
+    if title is None and not isinstance(source, np.ndarray):
+        title = os.path.basename(os.fspath(source))
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig
+
+
+def _frames_of(source, max_frames: int, name: str) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` frames: ``source`` itself, or decoded from a video path."""
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim != 4 or source.shape[-1] != 3:
+            raise ConfigError(f"{name}: frames must be uint8 (N, H, W, 3), got "
+                              f"{source.dtype} {source.shape}")
+        return source[:max_frames]
+    return load_frames(source, max_frames=max_frames)
 
 
 def brightness_histograms(source, enhancers=("zerodce", "gamma"), *, checkpoint=None,
@@ -277,15 +309,11 @@ def brightness_histograms(source, enhancers=("zerodce", "gamma"), *, checkpoint=
     videos). Dark video piles up near 0; a good enhancer spreads it without clipping at 1.
     The legend gives each variant's mean brightness. Returns a ``matplotlib.figure.Figure``.
     """
-    from matplotlib.figure import Figure
+    from matplotlib.figure import (
+        Figure,  # lazy: matplotlib only for figures (slow to import)
+    )
 
-    if isinstance(source, np.ndarray):
-        if source.dtype != np.uint8 or source.ndim != 4 or source.shape[-1] != 3:
-            raise ConfigError(f"brightness_histograms: frames must be uint8 (N, H, W, 3), got "
-                              f"{source.dtype} {source.shape}")
-        decoded = source
-    else:
-        decoded = load_frames(source, max_frames=max_frames)
+    decoded = _frames_of(source, max_frames, "brightness_histograms")
     variants = {RAW: None, **resolve_enhancers(enhancers, checkpoint=checkpoint)}
     fig = Figure(figsize=(6.4, 3.6), layout="constrained")
     ax = fig.subplots()

@@ -22,11 +22,16 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
+TINY_SPEC = dict(num_classes=3, train_scenes=2, val_scenes=1, test_scenes=2, pretrain_scenes=2,
+                 pretrain_val_scenes=1, num_frames=8, size=36, video_every=1, seed=0)
+
+
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory) -> Path:
-    """A tiny synthetic dark-video set shared by the training and notebook tests."""
-    from darknb.data import make_synthetic_dark
+    """A tiny synthetic set shared by the training and notebook tests: 3 dark classes x (2 train,
+    1 val, 2 test) scenes, every clip also a real video file; its cache in ``../cache/synthetic``
+    (what ``cache_dir="auto"`` finds)."""
+    from darknb.synthetic import make_synthetic_dark
 
-    root = tmp_path_factory.mktemp("synthetic") / "synthetic"
-    return Path(make_synthetic_dark(root, num_classes=3, videos_per_class=4, num_frames=12,
-                                    size=(48, 36), seed=0))
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    return Path(make_synthetic_dark(root, **TINY_SPEC))

@@ -63,7 +63,7 @@ def test_every_notebook_has_one_parameters_cell_of_literals():
     from darknb.pipeline import available_notebooks
 
     names = available_notebooks()
-    assert "01_teacher" in names and "02_student" in names
+    assert names == ["00_explore", "01_pretrain", "02_teacher", "03_student", "04_ablation", "05_comparison"]
     for name in names:
         assert notebook_defaults(name)  # parses, literals only
 
@@ -101,6 +101,6 @@ def test_registries_list_what_they_build():
     from darknb.enhance import list_enhancers
     from darknb.models import list_models
 
-    assert {"synthetic", "arid", "arid1.5", "arid1.1", "dark48"} == set(list_datasets())
+    assert {"synthetic", "synthetic_lit", "arid", "arid1.5", "arid1.1", "dark48"} == set(list_datasets())
     assert {"zerodce", "zerodce++", "gamma", "none"} == set(list_enhancers())
     assert {"vit_bert", "vit_bert_tiny"} <= set(list_models())

@@ -11,7 +11,6 @@ from darknb.data import (
     SyntheticDark,
     VideoListDataset,
     collate_clips,
-    make_synthetic_dark,
 )
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 
@@ -20,12 +19,9 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.videohelpers import clip_levels, make_level_video
 
-SMALL = dict(num_classes=3, videos_per_class=8, num_frames=16, size=(64, 48), seed=3)
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return make_synthetic_dark(tmp_path_factory.mktemp("synth"), **SMALL)
+@pytest.fixture
+def synth(tiny_synthetic):
+    return tiny_synthetic  # every clip is also a video file: these datasets decode them
 
 
 def test_synthetic_dataset(synth):

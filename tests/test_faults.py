@@ -10,44 +10,54 @@ import pytest
 
 from darknb.cli import main as cli_main
 from darknb.config import RunConfig
-from darknb.data import (
-    build_datasets,
-    make_synthetic_dark,
-    prepare_cache,
-    prepare_dataset,
-)
+from darknb.data import build_datasets, prepare_cache, prepare_dataset
 from darknb.errors import DatasetError, VideoReadError
 from darknb.video import probe
+
+try:
+    from conftest import TINY_SPEC
+    from videohelpers import make_level_video
+except ImportError:  # tests/ imported as a package
+    from tests.conftest import TINY_SPEC
+    from tests.videohelpers import make_level_video
 
 
 @pytest.fixture(scope="module")
 def avi_set(tmp_path_factory) -> Path:
-    """A tiny synthetic set of MPEG-4 AVIs (ARID's container), 16 frames each."""
-    root = tmp_path_factory.mktemp("avi") / "synthetic"
-    return Path(make_synthetic_dark(root, num_classes=3, videos_per_class=4, num_frames=16,
-                                    size=(48, 36), seed=0, ext=".avi"))
+    """A small real dataset in the generic (Dark-48) layout: 2 classes x 3 MPEG-4 AVIs with
+    B-frames (ARID's codec family), 20 frames each; ``train.txt`` / ``test.txt`` lists."""
+    root = tmp_path_factory.mktemp("avi") / "videos"
+    lists = {"train": [], "test": []}
+    for c, name in enumerate(("Jump", "Run")):
+        for k in range(3):
+            rel = f"{name}/{name}_{k}_1.avi"
+            make_level_video(root / rel, 20, height=72, width=96, bframes=2, gop=6)
+            lists["test" if k == 2 else "train"].append(f"{len(lists['train'])}\t{c}\t{rel}\n")
+    for subset, lines in lists.items():
+        (root / f"{subset}.txt").write_text("".join(lines))
+    (root / "mapping_table.txt").write_text("0\tJump\n1\tRun\n")
+    return root
 
 
 @pytest.fixture
 def damaged(avi_set, tmp_path):
-    """A copy of the set with one training video cut short (10 of its 16 frames decode) and one
-    emptied (zero bytes)."""
-    root = tmp_path / "data"
+    """A copy of the set with one training video cut short (its container still claims 20 frames)
+    and one emptied (zero bytes)."""
+    root = tmp_path / "videos"
     shutil.copytree(avi_set, root)
-    rels = [line.split("\t")[2] for line in
-            (root / "list_cvt" / "synthetic_split1_train.txt").read_text().splitlines()]
-    cut, empty = root / rels[0], root / rels[1]
-    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 9 // 10])  # the header is ~60%
+    rels = [line.split("\t")[2].strip() for line in (root / "train.txt").read_text().splitlines()]
+    cut, empty = root / rels[0], root / rels[2]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 6 // 10])
     empty.write_bytes(b"")
     info = probe(cut, allow_truncated=True)
-    assert info.truncated and 0 < info.num_frames < info.container_frames == 16
-    return root, rels[0], rels[1]
+    assert info.truncated and 0 < info.num_frames < info.container_frames == 20
+    return root, rels[0], rels[2]
 
 
 def _cfg(root, tmp_path, **kw):
     kw = {"cache_dir": "", **kw}
-    return RunConfig(data_root=str(root), output_dir=str(tmp_path / "run"), num_frames=4, size=32,
-                     val_fraction=0.0, **kw)
+    return RunConfig(dataset="dark48", data_root=str(root), output_dir=str(tmp_path / "run"),
+                     num_frames=4, size=32, val_fraction=0.0, **kw)
 
 
 def test_a_truncated_video_is_an_error_or_a_counted_skip(damaged, tmp_path):
@@ -59,8 +69,8 @@ def test_a_truncated_video_is_an_error_or_a_counted_skip(damaged, tmp_path):
     assert {rel for rel, _ in train.skipped} == {cut, empty}
     assert "truncated" in dict(train.skipped)[cut]
     # prepare too: the truncated video is not cached, and is listed with its reason
-    report = prepare_dataset(root, ["list_cvt/synthetic_split1_train.txt"], tmp_path / "cache",
-                             short_side=36, on_error="skip")
+    report = prepare_dataset(root, ["train.txt"], tmp_path / "cache", short_side=72,
+                             on_error="skip")
     assert set(report["failed"]) == {cut, empty} and "truncated" in report["failed"][cut]
     assert not (tmp_path / "cache" / f"{cut}.npy").exists()
 
@@ -79,20 +89,21 @@ def test_skip_reaches_the_frame_cache_and_the_cli(damaged, tmp_path, capsys):
     assert cut not in {rel for rel, _ in train.samples}
 
     other = tmp_path / "cache2"
-    assert cli_main(["prepare", "--root", str(root), "--cache-dir", str(other),
-                     "--on-error", "skip"]) == 0
+    assert cli_main(["prepare", "--dataset", "dark48", "--root", str(root), "--cache-dir",
+                     str(other), "--on-error", "skip"]) == 0
     out = capsys.readouterr().out
     assert "2 failed" in out and Path(cut).name in out and "written" in out and "reused" in out
-    assert cli_main(["prepare", "--root", str(root), "--cache-dir", str(other)]) == 2  # raise
+    assert cli_main(["prepare", "--dataset", "dark48", "--root", str(root), "--cache-dir",
+                     str(other)]) == 2  # on_error=raise
     assert "truncated" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("subset", ["train", "test"])
 def test_an_empty_list_is_refused_up_front_naming_it(avi_set, tmp_path, subset):
     """Bug 5: an empty list passed prepare and crashed training in np.concatenate."""
-    root = tmp_path / "data"
+    root = tmp_path / "videos"
     shutil.copytree(avi_set, root)
-    lst = root / "list_cvt" / f"synthetic_split1_{subset}.txt"
+    lst = root / f"{subset}.txt"
     lst.write_text("\n")
     with pytest.raises(DatasetError, match=rf"{lst.name} names no video"):
         build_datasets(_cfg(root, tmp_path))
@@ -147,7 +158,7 @@ def test_a_killed_teacher_resumes_in_a_new_process_to_identical_weights(tiny_syn
 
     from darknb.train import load_checkpoint, train_teacher
 
-    cfg = RunConfig(data_root=str(tiny_synthetic), cache_dir="", val_fraction=0.0, epochs=3,
+    cfg = RunConfig(data_root=str(tiny_synthetic), pretrained="", val_fraction=0.0, epochs=3,
                     batch_size=4, num_frames=4, size=32, enhancer="zerodce", enhancer_fit_steps=2,
                     save_every=1)
     part = cfg.replace(output_dir=str(tmp_path / "part"))
@@ -174,17 +185,16 @@ def test_the_zero_reference_fit_leaves_no_gradient_behind():
     assert all(p.grad is None and not p.requires_grad for p in enhancer.parameters())
 
 
-def test_a_teacher_of_other_data_is_refused_by_name(tiny_synthetic, tmp_path):
+def test_a_teacher_of_other_data_is_refused_by_name(tmp_path):
     """Bug 3: load_teacher checked frame count, size and class count only; a teacher of other
     classes or lists distilled silently. Checkpoints now store the dataset identity."""
     from darknb.errors import CheckpointError
+    from darknb.synthetic import make_synthetic_dark
     from darknb.train import load_checkpoint, load_teacher, train_teacher
 
-    root = tmp_path / "data"
-    shutil.copytree(tiny_synthetic, root)
-    cfg = RunConfig(data_root=str(root), output_dir=str(tmp_path / "run"), cache_dir="",
-                    val_fraction=0.0, epochs=1, batch_size=4, num_frames=4, size=32,
-                    enhancer="gamma")
+    root = make_synthetic_dark(tmp_path / "data" / "synthetic", **TINY_SPEC)  # its own: edited below
+    cfg = RunConfig(data_root=str(root), output_dir=str(tmp_path / "run"), pretrained="",
+                    epochs=1, batch_size=4, num_frames=4, size=32, enhancer="gamma")
     train_teacher(cfg, progress=False)
     load_teacher(cfg, 3)  # the same data: fine
 
@@ -207,7 +217,7 @@ def test_a_teacher_of_other_data_is_refused_by_name(tiny_synthetic, tmp_path):
 
     identity = load_checkpoint(tmp_path / "run" / "teacher.ckpt")["dataset"]
     assert identity["name"] == "synthetic" and len(identity["classes"]) == 3
-    assert set(identity["lists"]) == {"train", "test"}
+    assert set(identity["lists"]) == {"train", "val", "test"}
     with pytest.raises(CheckpointError, match=r"dataset 'synthetic' vs 'dark48' now"):
         check_same_dataset(identity, {**identity, "name": "dark48"}, what="teacher")
 
@@ -216,7 +226,7 @@ def test_a_fitted_enhancer_is_reused_only_for_the_same_fit(tiny_synthetic, tmp_p
     from darknb.errors import CheckpointError
     from darknb.train import build_teacher_enhancer
 
-    cfg = RunConfig(data_root=str(tiny_synthetic), cache_dir="", val_fraction=0.0,
+    cfg = RunConfig(data_root=str(tiny_synthetic), pretrained="", val_fraction=0.0,
                     enhancer_fit_steps=1, num_frames=4, size=32)
     train = build_datasets(cfg).train
     build_teacher_enhancer(cfg, train, tmp_path)
@@ -285,7 +295,7 @@ def test_costs_label_each_model_with_its_own_architecture(monkeypatch):
     # the labels only: skip measuring and the paper-size models
     monkeypatch.setattr(experiments, "_cost", lambda model, shape, **kw: {})
     monkeypatch.setattr(experiments, "create_model", lambda name, num_classes, **kw: None)
-    rows = experiments.cost_of_models(RunConfig(num_frames=4, size=32), 3, paper_latency_repeats=0,
+    rows = experiments.cost_of_models(RunConfig(num_frames=4, size=32, pretrained=""), 3, paper_latency_repeats=0,
                           run_latency_repeats=0)
     as_run = {r["model"]: r["setting"] for r in rows if r["setting"].startswith("as run")}
     assert as_run["student"].startswith("as run (vit_bert_tiny,")

@@ -100,7 +100,7 @@ def test_teacher_freezes_enhancer_and_stays_in_eval_mode():
 def test_pretrained_backbone_from_a_local_file(tmp_path):
     import timm
 
-    kwargs = dict(patch_size=8, embed_dim=64, depth=3, num_heads=4)
+    kwargs = dict(patch_size=8, embed_dim=64, depth=3, num_heads=4, global_pool="avg")
     source = timm.create_model("vit_tiny_patch16_224", img_size=64, num_classes=10, **kwargs)
     path = tmp_path / "vit.pth"
     torch.save(source.state_dict(), path)
@@ -121,3 +121,24 @@ def test_vitbert_normalises_inside():
     assert model.mean.shape == (1, 3, 1, 1, 1)
     feats = model.eval().forward_features(torch.rand(2, 3, 2, 32, 32))
     assert feats.shape == (2, 2, 32)
+
+
+def test_normalisation_statistics_travel_with_the_weights(tmp_path):
+    """A backbone file's sidecar statistics reach the model, and a saved model reloads them."""
+    import json
+
+    import timm
+
+    kwargs = dict(patch_size=8, embed_dim=64, depth=3, num_heads=4, global_pool="avg")
+    source = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=0, **kwargs)
+    path = tmp_path / "backbone.pth"
+    torch.save(source.state_dict(), path)
+    stats = {"mean": [0.41, 0.38, 0.33], "std": [0.2, 0.21, 0.22]}
+    (tmp_path / "backbone.json").write_text(json.dumps(stats))
+    model = create_model("vit_bert_tiny", 3, pretrained=str(path), input_norm="backbone")
+    assert torch.allclose(model.mean.flatten(), torch.tensor(stats["mean"]))
+    assert torch.allclose(model.std.flatten(), torch.tensor(stats["std"]))
+    fresh = create_model("vit_bert_tiny", 3, input_norm="backbone")  # timm's default statistics
+    assert not torch.allclose(fresh.mean, model.mean)
+    fresh.load_state_dict(model.state_dict())  # the statistics are part of the weights
+    assert torch.equal(fresh.mean, model.mean) and torch.equal(fresh.std, model.std)

@@ -19,18 +19,19 @@ from darknb.protocol import (
 MEASURED = [
     {"source": "measured", "dataset": "synthetic", "method": "Teacher: Zero-DCE + ViT + BERT",
      "top1": 50.0, "top5": 100.0, "top1_ci95_low": 29.166, "top1_ci95_high": 70.833,
-     "test_videos": 24, "epochs": 100, "gflops_per_clip": 1.3412, "paper_size_gflops_per_clip": 1332.71,
+     "top1_seed_std": 4.123, "seeds": 6, "test_videos": 24, "epochs": 100, "gflops_per_clip": 1.3412, "paper_size_gflops_per_clip": 1332.71,
      "cpu_latency_ms_per_clip": 41.26, "params_M": 0.5, "lists": "synthetic (generated lists)"},
     {"source": "measured", "dataset": "synthetic", "method": "R(2+1)D-18 + BERT (raw frames)",
      "top1": 75.0, "top5": 100.0, "top1_ci95_low": 58.33, "top1_ci95_high": 91.67,
-     "test_videos": 24, "epochs": 20, "gflops_per_clip": 3.3212, "paper_size_gflops_per_clip": 324.2,
+     "seeds": 1, "test_videos": 24, "epochs": 20, "gflops_per_clip": 3.3212, "paper_size_gflops_per_clip": 324.2,
      "cpu_latency_ms_per_clip": float("nan"), "params_M": 33.4, "lists": "synthetic (generated lists)"},
 ]
 REPORTED = {"source": "reported", "dataset": "ARID", "method": "DarkLight", "top1": 94.04,
             "top5": float("nan")}
 CLAIMS = {
-    "student_beats_teacher": {"measured": True, "student_top1": 62.5, "teacher_top1": 54.17,
-                              "mcnemar": {"b": 3, "c": 1, "p_value": 0.625}, "significant_at_0.05": False},
+    "student_beats_teacher": {"measured": True, "significant_after_holm": False, "student_top1": 62.5,
+                              "teacher_top1": 54.17, "mean_diff": 8.33, "ci95_low": -2.1, "ci95_high": 18.8,
+                              "p_value": 0.09, "p_holm": 0.27, "n_seeds": 6, "mde_top1": 11.2},
     "student_is_cheaper": {"measured": True,
                            "teacher_over_student_gflops": {"as_run": 29.2, "paper_size": 2.405},
                            "two_stream_over_student_gflops": {"as_run": 2.0, "paper_size": None},
@@ -47,11 +48,13 @@ def test_numbers_are_rounded_with_blanks_for_missing_values():
 
 def test_accuracy_and_cost_tables_read_without_nan_and_with_units():
     table = reports.accuracy_table(pd.DataFrame([REPORTED, *MEASURED]))
-    assert {"top-1 (%)", "top-1 95% CI (%)", "test videos", "lists"} <= set(table.columns)
+    assert {"top-1 (%)", "std over seeds (pts)", "top-1 95% CI (%)", "seeds", "test videos",
+            "lists"} <= set(table.columns)
     text = table.to_string()
     assert "nan" not in text.lower()
     assert table.loc[1, "top-1 95% CI (%)"] == "29.2–70.8" and table.loc[0, "top-1 95% CI (%)"] == ""
-    assert table.loc[2, "epochs"] == "20"
+    assert table.loc[2, "epochs"] == "20" and table.loc[1, "std over seeds (pts)"] == "4.1"
+    assert table.loc[2, "std over seeds (pts)"] == ""  # one run: no spread to show
     costs = reports.cost_table([
         {"model": "student", "setting": "as run (vit_bert_tiny, 3x8x32x32)", "params": 212_000,
          "gflops_per_clip": 0.04612, "latency_ms_per_clip": 12.34, "latency_std_ms": 0.51,
@@ -78,7 +81,8 @@ def test_the_accuracy_cost_figure_has_one_point_per_measured_method():
 
 def test_the_claims_summary_says_what_was_measured_and_how_sure():
     text = reports.claims_summary(CLAIMS)
-    assert "measured **yes**" in text and "not significant at 0.05" in text and "p = 0.62" in text
+    assert "measured **yes**" in text and "not significant at 0.05" in text and "Holm p = 0.270" in text
+    assert "+8.3 points, 95% CI -2.1 to +18.8 over 6 seeds" in text and "detects 11.2 points" in text
     assert "29× as run" in text and "2.4× paper size" in text and "None" not in text
 
 
@@ -145,7 +149,7 @@ def test_every_stage_summary_and_comparison_row_names_its_lists(tiny_synthetic, 
     from darknb.experiments import comparison_table
     from darknb.files import RunDir, write_json
 
-    cfg = RunConfig(data_root=str(tiny_synthetic), cache_dir="", val_fraction=0.0)
+    cfg = RunConfig(data_root=str(tiny_synthetic), pretrained="", val_fraction=0.0)
     splits = build_datasets(cfg)
     metrics = {"top1": 50.0, "top5": 100.0, "num_videos": 2, "per_class": [], "indices": [0, 1],
                "labels": [0, 1], "pred": [0, 0]}
@@ -153,24 +157,36 @@ def test_every_stage_summary_and_comparison_row_names_its_lists(tiny_synthetic, 
     assert summary["data_protocol"] == "synthetic (generated lists)"
     assert summary["provenance"]["data_protocol"] == "synthetic (generated lists)"
     assert reports.results_table({"teacher": summary}, dataset="synthetic").lists[0] == summary["data_protocol"]
-    write_json(metrics, RunDir(tmp_path).predictions("teacher"))
-    table = comparison_table(tmp_path, dataset="synthetic", n_boot=50)
-    assert (table[table.source == "measured"].lists == "synthetic (generated lists)").all()
-    custom = comparison_table(tmp_path, dataset="dark48", n_boot=50, lists="custom list")
+    write_json(metrics, RunDir(tmp_path).predictions("r2plus1d_bert"))  # a baseline: one run
+    study = {"arms": {"teacher": {"label": "teacher", "top1": 50.0, "top5": 100.0, "top1_std": 0.0,
+                                  "top1_ci95": [0.0, 100.0], "seeds": [0], "num_videos": 2,
+                                  "config": summary["config"], "provenance": summary["provenance"]}}}
+    table = comparison_table(tmp_path, dataset="synthetic", study=study, n_boot=50)
+    measured = table[table.source == "measured"]
+    assert len(measured) == 2 and (measured.lists == "synthetic (generated lists)").all()
+    custom = comparison_table(tmp_path, dataset="dark48", study=study, n_boot=50, lists="custom list")
     assert (custom[custom.source == "measured"].lists == "custom list").all()
 
 
 # ---------------------------------------------------------------------------- README numbers
 
 def _summary():
-    stage = {"top1": 62.5, "num_videos": 24, "per_class": [None] * 6, "data_protocol":
-             "synthetic (generated lists)", "config": {"dataset": "synthetic", "seed": 0, "epochs": 100}}
+    """summary.json as the pipeline writes it: the study's arms at the top level, the comparison
+    notebook's JSON under "comparison", the run's bookkeeping under "run"."""
+    arm = {"label": "Teacher: Zero-DCE + ViT + BERT (enhanced input)", "top1": 50.0, "top1_std": 4.1,
+           "top5": 100.0, "top1_ci95": [29.2, 70.8], "num_videos": 24, "seeds": [0, 1, 2, 3, 4, 5],
+           "config": {"dataset": "synthetic", "epochs": 100},
+           "provenance": {"data_protocol": "synthetic (generated lists)"}}
+    comparison = {"a": "student", "b": "teacher", "question": "Does the student beat its teacher?",
+                  "mean_diff": 8.3, "ci95_low": -2.1, "ci95_high": 18.8, "p_value": 0.09,
+                  "p_holm": 0.27, "n_seeds": 6, "mde_top1": 11.2, "sd_diff": 9.0}
     return {
-        "teacher": {**stage, "top1": 50.0}, "student": stage, "student_no_kd": stage,
+        "teacher": arm, "student": {**arm, "label": "Student", "top1": 58.3},
+        "seeds": [0, 1, 2, 3, 4, 5], "comparisons": [comparison], "zero_shot": None,
         "comparison": {"table": [REPORTED, *MEASURED], "claims": CLAIMS},
         "run": {"name": "demo", "preset": "demo", "seconds_per_notebook": {
-            "00_explore": 12.2, "01_teacher": 90.4, "02_student": 153.0, "03_ablation": 88.0,
-            "04_comparison": 186.1},
+            "00_explore": 12.2, "01_pretrain": 90.4, "02_teacher": 153.0, "03_student": 88.0,
+            "05_comparison": 186.1},
             "provenance": {"git": {"sha": "abcdef0123456789", "dirty": False}, "device": "x86_64",
                            "torch_threads": 2}},
     }
@@ -182,9 +198,10 @@ def test_the_readme_block_is_generated_from_summary_json(tmp_path, capsys):
     (run / "summary.json").write_text(json.dumps(_summary()))
     block = reports.demo_results_markdown(_summary())
     assert "commit abcdef0" in block and "took 530 s: 00 12 s, 01 90 s" in block
-    assert "24 videos, 6 classes (chance is 16.7%)" in block
-    assert "| Teacher: Zero-DCE + ViT + BERT | 50.0 | 29.2–70.8 | 1.34 | 1,333 |" in block
-    assert "| R(2+1)D-18 + BERT (raw frames) (20 epochs) | 75.0 |" in block
+    assert "24 clips (lists: synthetic (generated lists)), mean over 6 seeds" in block
+    assert "| Teacher: Zero-DCE + ViT + BERT | 50.0 | 4.1 | 29.2–70.8 | 1.34 | 1,333 |" in block
+    assert "| R(2+1)D-18 + BERT (raw frames) (20 epochs) | 75.0 | one run |" in block
+    assert "student is 8.3 points higher than teacher" in block  # the study's findings, in words
     assert "DarkLight" not in block  # reported rows stay out of the measured table
     assert "nan" not in block.lower()
 

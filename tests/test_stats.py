@@ -83,3 +83,27 @@ def test_mean_std():
     assert mean == 97.36 and math.isnan(std)
     with pytest.raises(ConfigError):
         mean_std([1.0, float("nan")])
+
+
+def test_student_t_matches_tables():
+    from darknb.stats import t_cdf, t_ppf
+
+    assert abs(t_ppf(0.975, 5) - 2.570582) < 1e-5   # two-sided 5 % critical values
+    assert abs(t_ppf(0.975, 1) - 12.706205) < 1e-4
+    assert abs(t_ppf(0.975, 10_000) - 1.960201) < 1e-4
+    assert abs(t_cdf(2.015048, 5) - 0.95) < 1e-6
+    assert abs(t_cdf(0.0, 3) - 0.5) < 1e-12 and abs(t_cdf(-1.533206, 4) - 0.1) < 1e-6
+
+
+def test_paired_seed_test_and_holm():
+    from darknb.stats import holm, minimum_detectable_effect, paired_seed_test
+
+    res = paired_seed_test([50.0, 52.0, 51.0, 55.0, 53.0], [48.0, 49.0, 50.0, 51.0, 50.0])
+    # differences 2, 3, 1, 4, 3: mean 2.6, sd 1.1402, t = 5.099 with 4 df
+    assert abs(res["mean_diff"] - 2.6) < 1e-12 and abs(res["sd_diff"] - 1.140175) < 1e-6
+    assert abs(res["p_value"] - 0.006994) < 1e-5
+    assert res["ci95_low"] < 2.6 < res["ci95_high"] and abs(res["ci95_high"] - 2.6 - 1.415716) < 1e-5
+    assert paired_seed_test([1.0, 2.0], [1.0, 2.0])["p_value"] == 1.0
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    # 6 seeds, sd 2 points: (2.5706 + 0.9195) * 2 / sqrt(6)
+    assert abs(minimum_detectable_effect(2.0, 6) - 2.8496) < 1e-3

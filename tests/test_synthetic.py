@@ -1,4 +1,4 @@
-"""darknb.synthetic: the synthetic dark action set (layout, darkness, determinism, validation)."""
+"""darknb.synthetic: the well-lit pre-training set and the physically darkened target set."""
 
 from __future__ import annotations
 
@@ -8,79 +8,132 @@ import numpy as np
 import pytest
 
 from darknb import video
-from darknb.data import read_list
+from darknb.data import build_dataset, read_list
 from darknb.errors import ConfigError
-from darknb.synthetic import make_synthetic_dark
+from darknb.framecache import CACHE_MANIFEST, cache_file, default_cache_dir
+from darknb.synthetic import (
+    PRETRAIN_CLASSES,
+    TARGET_CLASSES,
+    Darkening,
+    make_synthetic_dark,
+    render_lit,
+    synthetic_is_current,
+)
 
-SMALL = dict(num_classes=3, videos_per_class=8, num_frames=16, size=(64, 48), seed=3)
+SMALL = dict(num_classes=3, train_scenes=3, val_scenes=2, test_scenes=3, pretrain_scenes=2,
+             pretrain_val_scenes=1, num_frames=6, size=32, video_every=2, seed=3)
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return make_synthetic_dark(tmp_path_factory.mktemp("synth"), **SMALL)
+    return make_synthetic_dark(tmp_path_factory.mktemp("data") / "synthetic", **SMALL)
 
 
-def test_synthetic_layout_and_lists(synth):
+def _scenes(rels):
+    return {rel.split("/")[-1].split("_")[1] for rel in rels}
+
+
+def test_layout_lists_and_scene_disjoint_splits(synth):
     manifest = json.loads((synth / "synthetic.json").read_text())
-    classes = manifest["classes"]
-    assert classes == ["MoveLeft", "MoveRight", "RotateCW"]
-    assert (synth / "list_cvt" / "mapping_table.txt").read_text() == "0\tMoveLeft\n1\tMoveRight\n2\tRotateCW\n"
-    train = read_list(synth / "list_cvt" / "synthetic_split1_train.txt")
-    test = read_list(synth / "list_cvt" / "synthetic_split1_test.txt")
-    assert len(train) + len(test) == 3 * 8 and test
-    for rel, label in train + test:
-        cls, name = rel.split("/")
-        c, group, clip = name[: -len(".mp4")].split("_")
-        assert c == cls == classes[label] and group.isdigit() and clip.isdigit()
-        assert (synth / rel).is_file()
-    # Group-disjoint like ARID: no <Class>_<group> (nor group) in both train and test.
-    groups = lambda items: {rel.split("/")[1].split("_")[1] for rel, _ in items}  # noqa: E731
-    assert groups(train).isdisjoint(groups(test))
-    # ARID's exact line form: idx<TAB>class<TAB>path, idx counting from 0.
+    assert manifest["classes"] == list(TARGET_CLASSES[:3])
+    assert set(PRETRAIN_CLASSES).isdisjoint(TARGET_CLASSES)  # pre-training has its own classes
+    lists = {s: read_list(synth / "list_cvt" / f"synthetic_split1_{s}.txt") for s in ("train", "val", "test")}
+    assert {s: len(v) for s, v in lists.items()} == {"train": 9, "val": 6, "test": 9}
+    scenes = {s: _scenes(rel for rel, _ in v) for s, v in lists.items()}
+    assert scenes["train"].isdisjoint(scenes["val"]) and scenes["train"].isdisjoint(scenes["test"])
+    assert scenes["val"].isdisjoint(scenes["test"])
+    for rels in lists.values():  # every scene shows every class once
+        per_scene = {}
+        for rel, label in rels:
+            per_scene.setdefault(_scenes([rel]).pop(), []).append(label)
+        assert all(sorted(labels) == [0, 1, 2] for labels in per_scene.values())
+    # ARID's line form, and a hash for every file and list
     first = (synth / "list_cvt" / "synthetic_split1_train.txt").read_text().splitlines()[0]
     assert first.split("\t")[0] == "0" and len(first.split("\t")) == 3
-    # Manifest hashes match the files.
     import hashlib
     for rel, digest in manifest["files"].items():
         assert hashlib.sha256((synth / rel).read_bytes()).hexdigest() == digest
+    lit = read_list(synth / "list_cvt" / "pretrain_train.txt")
+    assert len(lit) == 2 * len(PRETRAIN_CLASSES)
 
 
-def test_synthetic_is_dark_and_decodable(synth):
-    decord = pytest.importorskip("decord")
-    rels = [rel for rel, _ in read_list(synth / "list_cvt" / "synthetic_split1_train.txt")]
-    means = []
-    for rel in rels[::4]:
-        frames = video.read_frames(synth / rel, range(16), backend="pyav")
-        vr = decord.VideoReader(str(synth / rel))
-        assert len(vr) == 16
-        via_decord = vr.get_batch(list(range(16))).asnumpy()
-        del vr
-        assert np.array_equal(frames, via_decord)  # H.264: both decoders agree bit for bit
-        means.append(frames.mean())
-    assert max(means) < 80 and 5 < np.mean(means) < 40, means
-    # Motion is there: frames of a clip differ by more than noise alone would explain.
-    f = video.read_frames(synth / rels[0], [0, 15]).astype(float)
-    assert np.abs(f[0] - f[1]).mean() > 1.0
+def test_every_clip_is_cached_and_video_files_decode_to_the_cached_frames(synth):
+    cache = default_cache_dir(synth)
+    assert json.loads((cache / CACHE_MANIFEST).read_text())["root"] == str(synth.resolve())
+    rels = [rel for s in ("train", "val", "test")
+            for rel, _ in read_list(synth / "list_cvt" / f"synthetic_split1_{s}.txt")]
+    as_video = [rel for rel in rels if (synth / rel).is_file()]
+    assert 0 < len(as_video) < len(rels)  # every 2nd scene is a real video file (lossless H.264)
+    for rel in as_video:
+        assert np.array_equal(video.read_frames(synth / rel, range(6)), np.load(cache_file(cache, rel)))
+    for rel in rels:
+        assert np.load(cache_file(cache, rel)).shape == (6, 32, 32, 3)
 
 
-def test_synthetic_deterministic_and_noop(synth, tmp_path):
+def test_dark_clips_are_dark_lit_clips_are_not(synth):
+    cache = default_cache_dir(synth)
+    dark = [np.load(cache_file(cache, rel)).mean() / 255
+            for rel, _ in read_list(synth / "list_cvt" / "synthetic_split1_test.txt")]
+    lit = [np.load(cache_file(cache, rel)).mean() / 255
+           for rel, _ in read_list(synth / "list_cvt" / "pretrain_val.txt")]
+    dark_lit = [np.load(cache_file(cache, rel)).mean() / 255
+                for rel, _ in read_list(synth / "list_cvt" / "pretrain_val_dark.txt")]
+    assert 0.03 < np.mean(dark) < 0.07 and max(dark) < 0.1   # Darkening(mean=0.05)
+    assert np.mean(lit) > 0.3 and 0.03 < np.mean(dark_lit) < 0.07
+
+
+def test_darkening_is_the_documented_sensor_model():
+    """Constant radiance: the mean is the exposure target, the variance is shot + read noise
+    (+ 8-bit rounding): Var = m / photons + sigma^2 + 1 / (12 * 255^2)."""
+    dark = Darkening(mean=0.05, jitter=(1.0, 1.0), photons=200.0, read_noise=0.004)
+    radiance = np.full((64, 64, 64, 3), 0.5, np.float32)
+    y = dark(radiance, np.random.default_rng(0)).astype(np.float64) / 255
+    expected_var = 0.05 / 200 + 0.004 ** 2 + 1 / (12 * 255 ** 2)
+    assert abs(y.mean() - 0.05) < 0.001
+    assert abs(y.var() / expected_var - 1) < 0.05
+    with pytest.raises(ConfigError, match="Darkening"):
+        Darkening(mean=0.0)
+
+
+def test_motion_needs_time_reversed_twins_to_be_told_apart():
+    from darknb.synthetic import _scene
+
+    scene = _scene(0, 1, 32, 32)
+    a = render_lit(scene, "MoveLeft", np.random.default_rng(5), 8, 32, 32)
+    b = render_lit(scene, "MoveRight", np.random.default_rng(5), 8, 32, 32)
+    # the same path travelled in opposite directions: alike on average over time, not frame by frame
+    assert np.abs(a.mean(0) - b.mean(0)).mean() < 0.3 * np.abs(a[0] - b[0]).mean()
+
+
+def test_deterministic_noop_and_regenerated_when_changed(synth, tmp_path):
     other = make_synthetic_dark(tmp_path / "again", **SMALL)
     a = json.loads((synth / "synthetic.json").read_text())["files"]
-    b = json.loads((other / "synthetic.json").read_text())["files"]
-    assert a == b  # same seed -> byte-identical videos and lists
-    victim = other / next(r for r in b if r.endswith(".mp4"))
-    mtime = victim.stat().st_mtime_ns
+    assert json.loads((other / "synthetic.json").read_text())["files"] == a  # same seed, same bytes
+    manifest = other / "synthetic.json"
+    mtime = manifest.stat().st_mtime_ns
     make_synthetic_dark(other, **SMALL)
-    assert victim.stat().st_mtime_ns == mtime  # complete set: no-op
+    assert manifest.stat().st_mtime_ns == mtime  # complete and unchanged: no-op
+    assert synthetic_is_current(other, default_cache_dir(other))
+    victim = other / next(rel for rel in a if rel.endswith(".mp4"))
     victim.unlink()
-    make_synthetic_dark(other, **SMALL)  # incomplete: regenerated identically
-    assert json.loads((other / "synthetic.json").read_text())["files"] == a
+    make_synthetic_dark(other, **SMALL)  # incomplete: rendered again, identically
+    assert json.loads(manifest.read_text())["files"] == a
     c = make_synthetic_dark(tmp_path / "seed4", **dict(SMALL, seed=4))
     assert json.loads((c / "synthetic.json").read_text())["files"] != a
 
 
-def test_synthetic_validates(tmp_path):
-    for bad in (dict(num_classes=1), dict(num_classes=99), dict(size=(47, 32)),
-                dict(test_fraction=1.0), dict(ext=".gif"), dict(videos_per_class=1)):
-        with pytest.raises(ConfigError):
-            make_synthetic_dark(tmp_path, **bad)
+def test_datasets_read_the_three_splits_and_the_pretraining_set(synth):
+    train = build_dataset("synthetic", synth, "train", cache_dir=default_cache_dir(synth), num_frames=4, size=24)
+    val = build_dataset("synthetic", synth, "val", cache_dir=default_cache_dir(synth), num_frames=4, size=24)
+    assert len(train) == 9 and len(val) == 6 and not val.train and train.classes == list(TARGET_CLASSES[:3])
+    lit = build_dataset("synthetic_lit", synth, "val_dark", cache_dir=default_cache_dir(synth), num_frames=4, size=24)
+    assert lit.classes == list(PRETRAIN_CLASSES) and len(lit) == len(PRETRAIN_CLASSES)
+    clip, label = lit[0]
+    assert clip.shape == (3, 4, 24, 24)
+
+
+@pytest.mark.parametrize("bad", [dict(num_classes=1), dict(num_classes=99), dict(size=8),
+                                 dict(train_scenes=0), dict(video_every=0), dict(seed=-1)])
+def test_bad_parameters_are_refused_by_name(tmp_path, bad):
+    with pytest.raises(ConfigError, match=list(bad)[0]):
+        make_synthetic_dark(tmp_path / "x", **bad)

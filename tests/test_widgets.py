@@ -90,8 +90,8 @@ def test_comparison_figure_grid_and_titles(video):
     assert len(axes) == 3 * 3  # rows: raw + 2 enhancers; cols: first, middle, last
     titles = [ax.get_title() for ax in axes]
     assert [ax.get_ylabel() for ax in axes[::3]] == ["raw", "gamma 2", "none"]
-    assert titles[0].startswith("frame 0 | mean ") and titles[1].startswith("frame 5 | mean ")
-    assert titles[2].startswith("frame 9") and titles[3].startswith("frame 0")
+    assert titles[0].startswith("frame 0 | mean ") and titles[1].startswith("frame 4 | mean ")
+    assert titles[2].startswith("frame 7") and titles[3].startswith("frame 0")  # 8-frame clips
     raw_mean = float(titles[0].rsplit(" ", 1)[1])
     gamma_mean = float(titles[3].rsplit(" ", 1)[1])
     assert gamma_mean > raw_mean
@@ -121,7 +121,7 @@ def test_class_counts_pick_video_and_brightness_summary(tiny_synthetic):
     table = class_counts(train=train, test=test)
     assert list(table.index) == list(train.classes) and list(table.columns) == ["train", "test", "total"]
     assert table["train"].sum() == len(train.samples) and table["test"].sum() == len(test.samples)
-    assert (table["total"] == 4).all()  # videos_per_class=4 in the fixture
+    assert (table["total"] == 4).all()  # 2 train + 2 test scenes in the fixture
     path = pick_video(train, 1)
     assert path.is_file() and path == train.root / train.samples[1][0]
     with pytest.raises(ConfigError, match="video_index"):

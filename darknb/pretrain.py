@@ -1,0 +1,110 @@
+"""Pre-training the backbone on well-lit video: the miniature's IG65M / ImageNet.
+
+DL-KDD's backbone is "pre-trained on IG65M" (PAPER.md): it has learnt from well-lit video before
+it ever sees a dark clip, and that is why Zero-DCE can help it, by moving dark input back toward
+what it knows. :func:`pretrain_backbone` gives the synthetic miniature the same structure: the
+run's classifier is trained on the well-lit pre-training set (its own classes, scenes of its own;
+:mod:`darknb.synthetic`), selected on that set's validation split, and its backbone is saved as
+a timm-format file with a sidecar of its input statistics (:func:`darknb.models.
+pretrained_stats_file`). Teacher, student and controls then fine-tune from it through the same
+``pretrained=<path>`` loading a user gives for timm or other weights (``pretrained="pretrain"`` is
+this file). :func:`zero_shot` asks whether a domain gap exists for enhancement to close.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from darknb.config import RunConfig
+from darknb.data import build_dataset
+from darknb.files import RunDir, save_torch, write_json
+from darknb.models import Teacher, pretrained_stats_file
+from darknb.train import build_classifier, evaluate, fit, load_final_state
+
+PRETRAIN_DATASET = "synthetic_lit"
+
+
+def pretrain_config(cfg: RunConfig, *, epochs: int, lr: float) -> RunConfig:
+    """The run's config for pre-training: same model, clips and optimiser, the well-lit set, from
+    scratch, with the pre-training set's own statistics."""
+    return cfg.replace(dataset=PRETRAIN_DATASET, pretrained="", input_norm="backbone",
+                       epochs=epochs, lr=lr, val_fraction=0.0, alpha=1.0, beta=0.0)
+
+
+def _datasets(cfg: RunConfig, *subsets: str):
+    common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
+                  on_error=cfg.on_error, return_index=True, cache_dir=cfg.frame_cache)
+    return [build_dataset(PRETRAIN_DATASET, cfg.data_root, s, train=s == "train", **common)
+            for s in subsets]
+
+
+def channel_statistics(dataset, *, max_videos: int = 400) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of a dataset's frames in [0, 1] (the first ``max_videos`` in a
+    fixed order, every frame), as ImageNet's statistics are of ImageNet's images."""
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    count = 0
+    for rel, _ in dataset.samples[:max_videos]:
+        frames = dataset.frames(rel, np.arange(dataset.frame_count(rel))).reshape(-1, 3) / 255.0
+        total += frames.sum(0)
+        squares += (frames ** 2).sum(0)
+        count += len(frames)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
+    return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+
+
+def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool = True) -> dict:
+    """Pre-train ``cfg.model`` on the well-lit set and save its backbone for fine-tuning.
+
+    The classifier normalises with the well-lit training frames' statistics; the epoch is chosen
+    on the well-lit validation split (which is also where its accuracy is reported). Writes
+    ``RunDir(cfg.output_dir).pretrained_backbone`` (timm layout: ``pretrained=<that path>`` loads
+    it, position embeddings resampled by timm's own filter) and its ``.json`` sidecar (statistics,
+    classes, provenance). Resumes like every stage (a finished pre-training is not redone).
+    Returns the :func:`darknb.train.fit` result plus ``"backbone"``, ``"stats"``, ``"classes"``.
+    """
+    pre_cfg = pretrain_config(cfg, epochs=epochs, lr=lr)
+    train_set, val_set = _datasets(pre_cfg, "train", "val")
+    mean, std = channel_statistics(train_set)
+    model = build_classifier(pre_cfg, len(train_set.classes))
+    with torch.no_grad():
+        model.mean.copy_(torch.tensor(mean).view_as(model.mean))
+        model.std.copy_(torch.tensor(std).view_as(model.std))
+    result = fit(model, train_set, val_set, pre_cfg, name="pretrain", val_set=val_set,
+                 progress=progress)
+    # fit leaves the selected weights in the model; save the backbone alone (what fine-tuning loads)
+    run = RunDir(cfg.output_dir)
+    final = load_final_state(run.checkpoint("pretrain"))["model"]
+    backbone = {k.removeprefix("backbone."): v for k, v in final.items() if k.startswith("backbone.")}
+    save_torch(backbone, run.pretrained_backbone)
+    info = dict(mean=mean, std=std, classes=list(train_set.classes), dataset=PRETRAIN_DATASET,
+                trained_on=f"darknb synthetic well-lit set: {len(train_set)} clips of "
+                           f"{len(train_set.classes)} classes (not the target classes)",
+                model=cfg.model, epochs=epochs, lr=lr, selection=result["selection"],
+                val_top1=result["metrics"]["top1"], checkpoint=str(run.checkpoint("pretrain")))
+    write_json(info, pretrained_stats_file(run.pretrained_backbone))
+    return {**result, "backbone": str(run.pretrained_backbone), "stats": {"mean": mean, "std": std},
+            "classes": list(train_set.classes), "info": info}
+
+
+def zero_shot(cfg: RunConfig, enhancer: torch.nn.Module, *, epochs: int, lr: float,
+              batch_size: int = 32) -> dict:
+    """The pre-trained model (backbone + its pre-training head), before any dark fine-tuning, on
+    the pre-training classes' validation clips: well-lit, dark (the same clips through the dark
+    camera), and dark enhanced by ``enhancer`` (the teacher's). Top-1 %.
+
+    If enhancement moves dark input back toward what the backbone knows, ``enhanced`` beats
+    ``raw``; if ``raw`` is already near ``lit`` there is no gap for it to close.
+    """
+    pre_cfg = pretrain_config(cfg, epochs=epochs, lr=lr)
+    lit_val, dark_val = _datasets(pre_cfg, "val", "val_dark")
+    state = load_final_state(RunDir(cfg.output_dir).checkpoint("pretrain"))
+    model = build_classifier(pre_cfg, len(lit_val.classes))
+    model.load_state_dict(state["model"])
+    top1 = {name: evaluate(m, ds, batch_size=batch_size)["top1"]
+            for name, m, ds in (("lit", model, lit_val), ("raw", model, dark_val),
+                                ("enhanced", Teacher(enhancer, model), dark_val))}
+    return {**top1, "chance": 100.0 / len(lit_val.classes), "clips": len(dark_val),
+            "classes": list(lit_val.classes)}

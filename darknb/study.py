@@ -1,0 +1,278 @@
+"""The study: every arm for several seeds, and the comparisons stated before running.
+
+DL-KDD claims that a student seeing raw dark frames, distilled from a teacher that sees enhanced
+frames, beats that teacher. A single run per model on a small test set cannot tell that from
+noise, and a student/teacher pair alone cannot tell *what* transferred. So every arm is trained
+for each seed (same seed = same initial head, same data order, same clips: a paired design):
+
+- ``teacher``: Zero-DCE(raw) -> ViT + BERT, cross-entropy (the paper's teacher);
+- ``student_no_kd``: ViT + BERT on raw frames, cross-entropy: the control the paper lacks. It is
+  also the *raw-input teacher* of the same architecture and budget;
+- ``student``: raw frames, alpha * CE + beta * T^2 * KL from the enhanced teacher of its seed;
+- ``student_selfkd``: the same loss, distilled from the raw-input teacher of its seed
+  (self-distillation). Only if ``student`` beats it does knowledge from the ENHANCED view
+  transfer, rather than the regularisation any soft targets give.
+
+and :data:`COMPARISONS` are tested: paired t-test over seeds (mean difference with its 95 %
+interval), McNemar per seed on the shared test clips, Holm's correction over the four, and the
+minimum detectable effect of this design at 80 % power. Selection (epoch) is on validation only;
+the test split is evaluated once per final model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from darknb.config import RunConfig
+from darknb.data import build_datasets
+from darknb.errors import ConfigError
+from darknb.files import RunDir, read_json, write_json
+from darknb.reports import save_stage
+from darknb.stats import (
+    correct_by_video,
+    holm,
+    mcnemar,
+    mean_std,
+    minimum_detectable_effect,
+    paired_seed_test,
+)
+from darknb.train import (
+    load_classifier,
+    load_teacher,
+    teacher_cache_for,
+    train_student,
+    train_teacher,
+)
+
+ARMS = {
+    "teacher": "Teacher: Zero-DCE + ViT + BERT (enhanced input)",
+    "student_no_kd": "Student without KD (raw input; the raw-input teacher)",
+    "student": "Student, KD from the enhanced teacher (raw input)",
+    "student_selfkd": "Student, KD from the raw-input teacher (self-distillation control)",
+}
+
+# (a, b, question): stated before running; the sign of mean_diff is a - b
+COMPARISONS = (
+    ("teacher", "student_no_kd", "Does enhancement help the pre-trained model?"),
+    ("student", "student_no_kd", "Does distillation carry it over to raw input?"),
+    ("student", "teacher", "The paper's claim: does the student beat its teacher?"),
+    ("student", "student_selfkd", "Does knowledge from the enhanced view transfer, beyond "
+                                  "soft-target regularisation?"),
+)
+
+
+def arm_name(arm: str, seed: int) -> str:
+    """The stage name of one arm's run for one seed (its checkpoint and JSON files)."""
+    return f"{arm}_s{seed}"
+
+
+STUDENT_ARMS = ("student_no_kd", "student", "student_selfkd")  # in training order
+
+
+def train_arm(cfg: RunConfig, arm: str, *, progress: bool = False) -> dict:
+    """Train one arm for ``cfg.seed`` (stage ``arm_name(arm, cfg.seed)``) and save its summary.
+    A student needs its seed's teacher (``student``) or no-KD student (``student_selfkd``)."""
+    if arm not in ARMS:
+        raise ConfigError(f"unknown arm {arm!r}; arms: {list(ARMS)}")
+    splits = build_datasets(cfg)
+    datasets = [d for d in splits if d is not None]
+    num_classes = len(splits.train.classes)
+    run = RunDir(cfg.output_dir)
+    name = arm_name(arm, cfg.seed)
+    extra = {}
+    if arm == "teacher":
+        result = train_teacher(cfg, name=name, progress=progress)
+        extra["enhancer"] = result["enhancer"]
+    elif arm == "student_no_kd":
+        result = train_student(cfg, kd=False, name=name, progress=progress)
+    elif arm == "student":
+        teacher_name = arm_name("teacher", cfg.seed)
+        teacher = load_teacher(cfg, num_classes, run.checkpoint(teacher_name))
+        result = train_student(cfg, kd=True, name=name, teacher=teacher, progress=progress,
+                               teacher_cache=teacher_cache_for(cfg, teacher_name))
+        extra["teacher"] = teacher_name
+    else:  # student_selfkd: the raw-input teacher is this seed's no-KD student
+        teacher_name = arm_name("student_no_kd", cfg.seed)
+        teacher = load_classifier(cfg, num_classes, run.checkpoint(teacher_name))
+        result = train_student(cfg, kd=True, name=name, teacher=teacher, progress=progress)
+        extra["teacher"] = teacher_name
+    save_stage(cfg.output_dir, name, result, cfg=cfg.replace(beta=0.0) if arm == "student_no_kd" else cfg,
+               datasets=datasets, **extra)
+    return result
+
+
+def train_teachers(cfg: RunConfig, seeds, *, progress: bool = False) -> dict[int, dict]:
+    """The enhanced-input teacher for every seed."""
+    return {int(s): train_arm(cfg.replace(seed=int(s)), "teacher", progress=progress) for s in seeds}
+
+
+def train_students(cfg: RunConfig, seeds, *, progress: bool = False) -> dict[str, dict[int, dict]]:
+    """For every seed: the no-KD student, the student distilled from that seed's enhanced teacher
+    and the one distilled from that seed's no-KD student (self-distillation control)."""
+    results: dict[str, dict[int, dict]] = {arm: {} for arm in STUDENT_ARMS}
+    for seed in seeds:
+        for arm in STUDENT_ARMS:
+            results[arm][int(seed)] = train_arm(cfg.replace(seed=int(seed)), arm, progress=progress)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the results back: per-seed table, per-arm summary, comparisons
+# ----------------------------------------------------------------------------------------------
+
+
+def seed_table(out_dir, seeds, arms=tuple(ARMS)) -> pd.DataFrame:
+    """One row per (arm, seed) that has finished: test top-1/top-5 (%), the epoch chosen on
+    validation and its validation top-1."""
+    run = RunDir(out_dir)
+    rows = []
+    for arm in arms:
+        for seed in seeds:
+            path = run.stage(arm_name(arm, seed))
+            if not path.is_file():
+                continue
+            stage = read_json(path)
+            selection = stage.get("selection") or {}
+            rows.append({"arm": arm, "seed": int(seed), "top1": stage["top1"], "top5": stage["top5"],
+                         "epoch": selection.get("epoch"), "val_top1": selection.get("val_top1"),
+                         "test_videos": stage["num_videos"]})
+    return pd.DataFrame(rows, columns=["arm", "seed", "top1", "top5", "epoch", "val_top1",
+                                       "test_videos"])
+
+
+def summarize_arm(out_dir, arm: str, seeds, *, n_boot: int = 2000) -> dict:
+    """An arm over seeds: ``top1`` (mean over seeds), ``top1_std``, ``per_seed``, and a 95 %
+    bootstrap interval over test clips of the seed-averaged accuracy (``top1_ci95``)."""
+    run = RunDir(out_dir)
+    table = seed_table(out_dir, seeds, arms=(arm,))
+    if table.empty:
+        raise ConfigError(f"{arm}: no finished seed among {list(seeds)} in {out_dir}")
+    first = read_json(run.stage(arm_name(arm, int(table.seed.iloc[0]))))
+    correct = np.stack([correct_by_video(read_json(run.predictions(arm_name(arm, s))))[1] for s in table.seed])
+    mean, std = mean_std(table.top1.tolist())
+    # each clip's accuracy averaged over seeds, resampled over clips (test-set uncertainty)
+    per_clip = correct.mean(0)
+    rng = np.random.default_rng(0)
+    boots = per_clip[rng.integers(0, per_clip.size, (n_boot, per_clip.size))].mean(1) * 100
+    low, high = np.quantile(boots, [0.025, 0.975])
+    return {"label": ARMS.get(arm, arm), "top1": mean, "top1_std": std,
+            "top5": float(table.top5.mean()), "top1_ci95": [float(low), float(high)],
+            "per_seed": table.drop(columns="arm").to_dict("records"),
+            "num_videos": int(table.test_videos.iloc[0]), "seeds": [int(s) for s in table.seed],
+            "selected_on": (first.get("selection") or {}).get("selected_on"),
+            "config": first.get("config"), "provenance": first.get("provenance")}
+
+
+def compare_arms(out_dir, seeds, comparisons=COMPARISONS) -> tuple[list[dict], float]:
+    """The stated comparisons over the seeds both arms finished: paired t-test (mean difference,
+    95 % interval, p), Holm-adjusted p over all comparisons, McNemar per seed, the minimum
+    detectable effect at 80 % power per comparison; and the design's MDE (root-mean-square of
+    the comparisons' per-seed spread), all in top-1 points."""
+    run = RunDir(out_dir)
+    rows = []
+    for a, b, question in comparisons:
+        ta, tb = (seed_table(out_dir, seeds, arms=(x,)).set_index("seed").top1 for x in (a, b))
+        common = sorted(set(ta.index) & set(tb.index))
+        if len(common) < 2:
+            raise ConfigError(f"comparing {a} with {b} needs >= 2 seeds both finished, got {common}")
+        test = paired_seed_test(ta[common].tolist(), tb[common].tolist())
+        per_seed = []
+        for seed in common:
+            ia, ca = correct_by_video(read_json(run.predictions(arm_name(a, seed))))
+            ib, cb = correct_by_video(read_json(run.predictions(arm_name(b, seed))))
+            if not np.array_equal(ia, ib):
+                raise ConfigError(f"{arm_name(a, seed)} and {arm_name(b, seed)} were tested on "
+                                  "different clips")
+            m = mcnemar(ca, cb)
+            per_seed.append({"seed": seed, "b": m["b"], "c": m["c"], "p_value": m["p_value"]})
+        # no spread across seeds (e.g. every model at chance): the design's power is not estimable
+        mde = minimum_detectable_effect(test["sd_diff"], len(common)) if test["sd_diff"] > 0 else None
+        rows.append({"a": a, "b": b, "question": question, **test, "mde_top1": mde,
+                     "mcnemar": per_seed})
+    for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
+        row["p_holm"] = adjusted
+    pooled_sd = float(np.sqrt(np.mean(np.square([r["sd_diff"] for r in rows]))))
+    n = min(r["n_seeds"] for r in rows)
+    design_mde = minimum_detectable_effect(pooled_sd, n) if pooled_sd > 0 else None
+    return rows, design_mde
+
+
+def comparisons_table(rows: list[dict]) -> pd.DataFrame:
+    """The comparisons for a report: one row each, points of top-1, rounded."""
+    table = pd.DataFrame([{
+        "comparison": f"{r['a']} - {r['b']}", "question": r["question"],
+        "mean diff (pts)": r["mean_diff"], "95% CI (pts)": f"{r['ci95_low']:+.1f} to {r['ci95_high']:+.1f}",
+        "p (paired t)": r["p_value"], "p (Holm)": r["p_holm"], "MDE 80% (pts)": r["mde_top1"],
+        "seeds": r["n_seeds"],
+        "McNemar p per seed": ", ".join(f"{m['p_value']:.2f}" for m in r["mcnemar"]),
+    } for r in rows])
+    return table.round({"mean diff (pts)": 1, "p (paired t)": 3, "p (Holm)": 3, "MDE 80% (pts)": 1})
+
+
+
+def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: str = "",
+                splits: dict | None = None, n_boot: int = 2000) -> dict:
+    """Everything summary.json needs from the study (see the README's contract): per-arm
+    summaries, the comparisons, the design's MDE; written to ``study.json`` and returned."""
+    run = RunDir(out_dir)
+    arms = {arm: summarize_arm(out_dir, arm, seeds, n_boot=n_boot) for arm in ARMS
+            if not seed_table(out_dir, seeds, arms=(arm,)).empty}
+    rows, mde = compare_arms(out_dir, seeds)
+    chosen = sorted({str(a["selected_on"]) for a in arms.values()})
+    study = {"arms": arms, "seeds": [int(s) for s in seeds],
+             "selected_on": chosen[0] if len(chosen) == 1 else ", ".join(chosen),
+             "comparisons": rows, "mde_top1": mde, "zero_shot": zero_shot,
+             "pretrained": pretrained, "splits": splits}
+    write_json(study, run.stage("study"))
+    return study
+
+
+def study_findings(study: dict, *, alpha: float = 0.05) -> list[str]:
+    """What the numbers say, one sentence per comparison (and the zero-shot check), in the same
+    words whatever the outcome: the difference, its interval, the Holm-corrected p, and whether
+    the design could have seen an effect of that size."""
+    lines = []
+    zero = study.get("zero_shot")
+    if zero:
+        gap = zero["enhanced"] - zero["raw"]
+        lines.append(f"Zero-shot, pre-trained model on dark clips of its own classes: raw "
+                     f"{zero['raw']:.1f} %, enhanced {zero['enhanced']:.1f} %, well-lit "
+                     f"{zero['lit']:.1f} % (chance {zero['chance']:.1f} %): enhancement "
+                     f"{'closes part of' if gap > 0 else 'does not close'} the domain gap "
+                     f"({gap:+.1f} points).")
+    for c in study["comparisons"]:
+        verdict = ("significant" if c["p_holm"] < alpha else "not significant")
+        if c["mean_diff"] == 0:
+            difference = f"{c['a']} and {c['b']} have the same mean top-1"
+        else:
+            direction = "higher" if c["mean_diff"] > 0 else "lower"
+            difference = f"{c['a']} is {abs(c['mean_diff']):.1f} points {direction} than {c['b']}"
+        if c["mde_top1"] is None:
+            power = "; no spread across seeds, so the design's power cannot be estimated."
+        elif abs(c["mean_diff"]) < c["mde_top1"]:
+            power = (f"; the design detects {c['mde_top1']:.1f} points with 80 % power, so an "
+                     "effect this small could exist unseen.")
+        else:
+            power = "."
+        lines.append(f"{c['question']} {difference} (95 % CI {c['ci95_low']:+.1f} to "
+                     f"{c['ci95_high']:+.1f} over {c['n_seeds']} seeds; Holm p = {c['p_holm']:.3f}, "
+                     f"{verdict}){power}")
+    return lines
+
+
+def split_sizes(cfg: RunConfig) -> dict:
+    """``{"train", "val", "test", "scene_disjoint"}``: clips per split and whether the splits share
+    no group (scene / actor)."""
+    splits = build_datasets(cfg)
+    groups = {name: {ds.group_of(rel) for rel, _ in ds.samples}
+              for name, ds in zip(("train", "val", "test"), splits) if ds is not None}
+    names = list(groups)
+    disjoint = all(groups[x].isdisjoint(groups[y]) for i, x in enumerate(names) for y in names[i + 1:])
+    return {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
+            "test": len(splits.test), "scene_disjoint": bool(disjoint)}
+
+
+__all__ = ["ARMS", "COMPARISONS", "STUDENT_ARMS", "arm_name", "train_arm", "compare_arms", "comparisons_table", "seed_table",
+           "split_sizes", "study_findings", "summarize_arm", "train_students", "train_teachers",
+           "write_study"]
