@@ -296,14 +296,18 @@ def _interval(low, high, digits: int = 1) -> str:
     return f"{a}–{b}" if a and b else BLANK
 
 
-def accuracy_table(table) -> pd.DataFrame:
+def accuracy_table(table, *, source: str | None = None) -> pd.DataFrame:
     """The accuracy half of a comparison table (``experiments.comparison_table``), for reading:
     one row per method, top-1 / top-5 in % with one decimal (the mean over seeds where a method
     ran for several, with their standard deviation), the 95% interval as "low–high", the test set
     size, epochs and seeds, and the lists the run used; blanks where a value is missing (reported
-    rows have no interval), and columns empty for every row left out."""
+    rows have no interval), and columns empty for every row left out. ``source`` ("measured" or
+    "reported") keeps those rows only: two narrow tables instead of one wide one."""
+    table = pd.DataFrame(table)
+    if source is not None:
+        table = table[table["source"] == source]
     rows = []
-    for r in pd.DataFrame(table).to_dict("records"):
+    for r in table.to_dict("records"):
         seeds = r.get("seeds")
         several = seeds is not None and pd.notna(seeds) and seeds > 1
         rows.append({

@@ -99,7 +99,8 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
         info["source"] = cfg.enhancer_checkpoint or "analytic"
         return enhancer, info
     fitted = RunDir(out_dir).fitted_enhancer(cfg.enhancer)
-    # what the fit depends on: reusing a fit made on other data or with other settings is refused
+    # what the fit was made on: reusing a fit of other data or of another length is refused (one
+    # fit serves every seed of a run: the enhancer is fixed preprocessing, like Zero-DCE's weights)
     fit_of = {"dataset": dataset_identity(cfg.dataset, [train_dataset]),
               "steps": cfg.enhancer_fit_steps, "seed": cfg.seed}
     record = RunDir(out_dir).fitted_enhancer_record(cfg.enhancer)
@@ -107,12 +108,10 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
         saved = read_json(record) if record.is_file() else None
         if saved is not None:
             check_same_dataset(saved.get("dataset"), fit_of["dataset"], what=f"fitted enhancer {fitted}")
-            for key in ("steps", "seed"):
-                if saved.get(key) != fit_of[key]:
-                    raise CheckpointError(
-                        f"fitted enhancer {fitted} was fitted with "
-                        f"{'enhancer_fit_steps' if key == 'steps' else key}={saved.get(key)}, this "
-                        f"run asks for {fit_of[key]}; delete it or set resume=False to refit")
+            if saved.get("steps") != cfg.enhancer_fit_steps:
+                raise CheckpointError(
+                    f"fitted enhancer {fitted} was fitted with enhancer_fit_steps={saved.get('steps')}, "
+                    f"this run asks for {cfg.enhancer_fit_steps}; delete it or set resume=False to refit")
         info.update(source=str(fitted), fitted=True, reused=True)
         return build_enhancer(cfg.enhancer, checkpoint=str(fitted)), info
     torch.manual_seed(cfg.seed)  # the fit's starting weights: a function of the seed, not of RNG history

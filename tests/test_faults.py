@@ -98,6 +98,22 @@ def test_skip_reaches_the_frame_cache_and_the_cli(damaged, tmp_path, capsys):
     assert "truncated" in capsys.readouterr().err
 
 
+def test_a_frame_cache_refuses_the_videos_of_another_dataset_root(avi_set, tmp_path):
+    """One cache, one dataset root (the structure refactor's fix, tested here): a second root's
+    videos of the same relative names would otherwise be served from the first one's frames."""
+    from darknb.data import ensure_dataset
+    from darknb.errors import ConfigError
+
+    cache = tmp_path / "cache"
+    prepare_dataset(avi_set, ["train.txt"], cache, short_side=72)
+    other = tmp_path / "other"
+    shutil.copytree(avi_set, other)
+    with pytest.raises(ConfigError, match=r"frame cache .*cache holds videos of .* not of .*other"):
+        prepare_dataset(other, ["train.txt"], cache, short_side=72)
+    with pytest.raises(ConfigError, match=r"holds videos of"):
+        ensure_dataset(_cfg(other, tmp_path, cache_dir=str(cache)))
+
+
 @pytest.mark.parametrize("subset", ["train", "test"])
 def test_an_empty_list_is_refused_up_front_naming_it(avi_set, tmp_path, subset):
     """Bug 5: an empty list passed prepare and crashed training in np.concatenate."""
@@ -231,6 +247,7 @@ def test_a_fitted_enhancer_is_reused_only_for_the_same_fit(tiny_synthetic, tmp_p
     train = build_datasets(cfg).train
     build_teacher_enhancer(cfg, train, tmp_path)
     assert build_teacher_enhancer(cfg, train, tmp_path)[1]["reused"]
+    assert build_teacher_enhancer(cfg.replace(seed=1), train, tmp_path)[1]["reused"]  # every seed's
     with pytest.raises(CheckpointError, match="enhancer_fit_steps=1, this run asks for 2"):
         build_teacher_enhancer(cfg.replace(enhancer_fit_steps=2), train, tmp_path)
     assert "reused" not in build_teacher_enhancer(cfg.replace(enhancer_fit_steps=2, resume=False),

@@ -55,6 +55,8 @@ def test_accuracy_and_cost_tables_read_without_nan_and_with_units():
     assert table.loc[1, "top-1 95% CI (%)"] == "29.2–70.8" and table.loc[0, "top-1 95% CI (%)"] == ""
     assert table.loc[2, "epochs"] == "20" and table.loc[1, "std over seeds (pts)"] == "4.1"
     assert table.loc[2, "std over seeds (pts)"] == ""  # one run: no spread to show
+    reported = reports.accuracy_table(pd.DataFrame([REPORTED, *MEASURED]), source="reported")
+    assert list(reported.columns) == ["source", "dataset", "method", "top-1 (%)"]  # nothing empty
     costs = reports.cost_table([
         {"model": "student", "setting": "as run (vit_bert_tiny, 3x8x32x32)", "params": 212_000,
          "gflops_per_clip": 0.04612, "latency_ms_per_clip": 12.34, "latency_std_ms": 0.51,
