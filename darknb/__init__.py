@@ -5,7 +5,7 @@ Submodules are imported lazily so that ``import darknb`` stays cheap:
 ``darknb.synthetic``, ``darknb.data``, ``darknb.loader``, ``darknb.enhance``, ``darknb.models``,
 ``darknb.distill``, ``darknb.train``, ``darknb.inference``, ``darknb.pretrain``, ``darknb.study``,
 ``darknb.experiments``, ``darknb.stats``, ``darknb.flops``, ``darknb.reports``, ``darknb.widgets``,
-``darknb.pipeline``, ``darknb.cli``.
+``darknb.pipeline``, ``darknb.protocol``, ``darknb.cli``.
 
 ``darknb.predict(video, checkpoint)`` classifies your own videos (:func:`darknb.inference.predict`).
 """
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "cli", "config", "data", "distill", "enhance", "errors", "experiments", "files", "flops",
-    "framecache", "inference", "loader", "models", "pipeline", "pretrain", "registry", "reports",
+    "framecache", "inference", "loader", "models", "pipeline", "pretrain", "protocol", "registry", "reports",
     "stats", "study", "synthetic", "train", "video", "widgets",
 }
 

@@ -3,6 +3,13 @@
 Notebooks hold flat, typed literals in a cell tagged ``parameters`` (papermill overrides them). The
 next cell calls :func:`validate_notebook_params`, which rejects unknown or mistyped parameters —
 papermill itself only logs unknown ones — and :meth:`RunConfig.from_params` builds the config.
+
+Relative paths, one rule everywhere: a relative ``data_root``, ``cache_dir``, ``output_dir``,
+``enhancer_checkpoint`` or ``pretrained`` path is relative to the project folder
+(:func:`project_root`: the darknb checkout, the folder holding ``notebooks/``), whatever the
+current folder: ``python -m darknb run``, ``train`` and ``prepare`` from anywhere, and a notebook
+opened in JupyterLab from ``notebooks/``, all read ``<project>/data/...`` and write
+``<project>/reports/...``. :class:`RunConfig` stores them resolved (absolute).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,6 +27,26 @@ from darknb.framecache import default_cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+# RunConfig fields holding paths, with the values that are keywords, not paths ("" = none)
+PATH_FIELDS = {"data_root": ("",), "cache_dir": ("", "auto"), "output_dir": ("",),
+               "enhancer_checkpoint": ("",), "pretrained": ("", "hub", "pretrain")}
+
+
+def project_root() -> Path:
+    """The folder relative paths resolve against: the darknb checkout (where ``notebooks/`` is);
+    for an installed copy without one, the current folder."""
+    return REPO_ROOT if NOTEBOOK_DIR.is_dir() else Path.cwd()
+
+
+def resolve_path(path: str | os.PathLike, keywords=("",)) -> str:
+    """``path`` made absolute by the project rule (see the module doc); ``keywords`` (values
+    that name no file, e.g. ``cache_dir="auto"``) are returned unchanged."""
+    text = os.fspath(path)
+    if text in keywords:
+        return text
+    p = Path(text).expanduser()
+    return str(p if p.is_absolute() else project_root() / p)
 
 
 @dataclass
@@ -85,6 +113,10 @@ class RunConfig:
     tracker: str = ""                   # "" (none) | tensorboard: <output_dir>/tensorboard/<stage>
 
     def __post_init__(self):
+        for name, keywords in PATH_FIELDS.items():  # one rule for relative paths (module doc)
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                setattr(self, name, resolve_path(value, keywords))
         checks = {
             "num_frames": self.num_frames >= 1, "size": self.size >= 8, "split": self.split >= 1,
             "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
@@ -176,8 +208,9 @@ NOTEBOOK_ONLY: dict[str, Any] = dict(
 
 
 def defaults() -> dict[str, Any]:
-    """Every parameter's default: RunConfig's fields and the notebook-only knobs."""
-    return {**RunConfig().to_dict(), **NOTEBOOK_ONLY}
+    """Every parameter's default as written (paths relative): RunConfig's fields and the
+    notebook-only knobs."""
+    return {**{f.name: f.default for f in fields(RunConfig)}, **NOTEBOOK_ONLY}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -192,6 +225,37 @@ PRESETS: dict[str, dict[str, Any]] = {
                   betas=[0.0, 0.5, 1.0], temperatures=[1.0, 4.0], paper_latency_repeats=1,
                   tracker="tensorboard"),
 }
+
+
+def check_run_inputs(cfg: RunConfig) -> None:
+    """What a run reads must exist before it starts: a registered dataset, model and enhancer;
+    a real dataset's ``data_root`` (the synthetic set is generated when missing); the
+    ``enhancer_checkpoint`` and ``pretrained`` files when given. Raises :class:`ConfigError`."""
+    from darknb.data import list_datasets  # lazy: the registries import torch and timm
+    from darknb.enhance import list_enhancers
+    from darknb.models import list_models
+
+    for key, names in (("dataset", list_datasets()), ("model", list_models()),
+                       ("enhancer", list_enhancers())):
+        if getattr(cfg, key) not in names:
+            raise ConfigError(f"parameter {key!r}: unknown {key} {getattr(cfg, key)!r}; known: {names}")
+    if cfg.dataset != "synthetic" and not Path(cfg.data_root).is_dir():
+        raise ConfigError(f"data_root {cfg.data_root!r} for dataset {cfg.dataset!r} does not exist; "
+                          "see the README section 'Datasets and layouts'")
+    for key in ("enhancer_checkpoint", "pretrained"):
+        value = getattr(cfg, key)
+        if value not in PATH_FIELDS[key] and not Path(value).is_file():
+            raise ConfigError(f"parameter {key!r}: file {value!r} does not exist")
+
+
+def preset_params(name: str | None) -> dict[str, Any]:
+    """The parameters of preset ``name`` (None or "none": no preset); an unknown name is a
+    :class:`ConfigError` listing the presets."""
+    if name is None or name == "none":
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets: {sorted(PRESETS)} (or 'none')")
+    return dict(PRESETS[name])
 
 
 def _type_name(value) -> str:

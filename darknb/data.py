@@ -338,6 +338,8 @@ class VideoListDataset(torch.utils.data.Dataset):
 
         # ---- samples
         entries = read_list(list_file, label_base=label_base)
+        if not entries:
+            raise DatasetError(f"list file {list_file} names no video (it is empty)")
         root_resolved = self.root.resolve()
         samples, missing = [], []
         for lineno, (rel, label) in enumerate(entries, start=1):
@@ -761,9 +763,43 @@ def _check_cache_root(manifest: dict, cache_dir: Path, root_resolved: Path) -> N
                           f"{root_resolved}; give this dataset its own cache_dir (or cache_dir='')")
 
 
+def _nonempty_list(list_file: Path) -> list[tuple[str, int]]:
+    """``read_list`` that refuses a list without a single video (it would only fail later, in
+    training, far from its cause)."""
+    entries = read_list(list_file)
+    if not entries:
+        raise DatasetError(f"list file {list_file} names no video (it is empty)")
+    return entries
+
+
+def _cache_one(root: Path, rel: str, out: Path, short_side: int, on_error: str, videos: dict,
+               failed: dict) -> str:
+    """Cache one video; returns ``"written"``, ``"reused"`` or ``"failed"``."""
+    if out.is_file():
+        try:
+            shape = np.load(out, mmap_mode="r").shape
+            videos[rel] = dict(frames=int(shape[0]), shape=list(shape))
+            return "reused"
+        except (ValueError, OSError):  # a damaged file (cannot happen via rename, but be safe)
+            out.unlink()
+    try:
+        n = probe(root / rel).num_frames  # a truncated video raises here
+        frames = read_frames(root / rel, range(n), backend="pyav")
+    except VideoReadError as exc:
+        if on_error == "raise":
+            raise
+        failed[rel] = str(exc)
+        videos.pop(rel, None)
+        return "failed"
+    frames = _resize_short_uint8(frames, short_side)
+    save_npy(frames, out, verify=True)  # read back before it becomes visible
+    videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
+    return "written"
+
+
 def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 128,
-                    on_error: str = "raise", progress: Callable[[int, int, str], None] | None = None
-                    ) -> dict:
+                    on_error: str = "raise",
+                    progress: bool | Callable[[int, int, str], None] | None = None) -> dict:
     """Decode every video named in ``list_files`` once (sequentially: exact) into a frame cache.
 
     Each video becomes ``cache_dir/<relative path>.npy`` (uint8 ``(N, h, w, 3)``, short side
@@ -771,7 +807,12 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
     an interrupted run resumes where it stopped: finished videos are skipped. ``cache_dir/cache.json``
     (the done-marker) is written last with parameters and per-video frame counts.
     :class:`VideoListDataset` reads the cache transparently when given ``cache_dir``.
-    Returns the manifest dict (with ``written``/``reused``/``failed`` counts).
+
+    A missing, empty, corrupt or truncated video raises :class:`VideoReadError` naming it, or with
+    ``on_error="skip"`` is listed in the manifest's ``failed`` (video -> reason) and not cached (a
+    dataset then meets the same error and skips it too). An empty list file is refused.
+    ``progress``: True shows a tqdm bar; a callable gets ``(done, total, video)`` after each video.
+    Returns the manifest dict with ``written`` / ``reused`` counts (``failed`` is the dict).
     """
     if int(short_side) < 8:
         raise ConfigError(f"prepare_dataset: short_side must be >= 8, got {short_side}")
@@ -788,40 +829,38 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
                           f"asked {short_side}; use another cache_dir")
 
     rels: list[str] = []
+    seen: set[str] = set()
     for lf in list_files:
         lf = Path(lf) if Path(lf).is_file() else root / lf
-        for lineno, (rel, _) in enumerate(read_list(lf), start=1):
+        entries = _nonempty_list(lf)
+        for lineno, (rel, _) in enumerate(entries, start=1):
             _safe_relpath(root_resolved, rel, f"{lf}:{lineno}")
-            if rel not in rels:
+            if rel not in seen:
+                seen.add(rel)
                 rels.append(rel)
 
     videos, failed = dict(old.get("videos", {})), {}
     written = reused = 0
     t0 = time.perf_counter()
-    for k, rel in enumerate(rels):
-        out = cache_file(cache_dir, rel)
-        if out.is_file():
-            try:
-                shape = np.load(out, mmap_mode="r").shape
-                videos[rel] = dict(frames=int(shape[0]), shape=list(shape))
-                reused += 1
-                continue
-            except (ValueError, OSError):  # a damaged file (cannot happen via rename, but be safe)
-                out.unlink()
-        try:
-            n = probe(root / rel).num_frames
-            frames = read_frames(root / rel, range(n), backend="pyav")
-        except VideoReadError as exc:
-            if on_error == "raise":
-                raise
-            failed[rel] = str(exc)
-            continue
-        frames = _resize_short_uint8(frames, int(short_side))
-        save_npy(frames, out, verify=True)  # read back before it becomes visible
-        videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
-        written += 1
-        if progress is not None:
-            progress(k + 1, len(rels), rel)
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(rels), desc=f"prepare {cache_dir.name}", unit="video")
+    try:
+        for k, rel in enumerate(rels):
+            outcome = _cache_one(root, rel, cache_file(cache_dir, rel), int(short_side), on_error,
+                                 videos, failed)
+            written += outcome == "written"
+            reused += outcome == "reused"
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(written=written, reused=reused, failed=len(failed), refresh=False)
+            elif callable(progress):
+                progress(k + 1, len(rels), rel)
+    finally:
+        if bar is not None:
+            bar.close()
 
     manifest = cache_manifest(root=root_resolved, short_side=short_side, videos=videos, failed=failed,
                               seconds=time.perf_counter() - t0)
@@ -847,7 +886,7 @@ def ensure_dataset(cfg: RunConfig) -> Path:
         return root
     if not root.is_dir():
         raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
-                          "see the README section 'Real datasets'")
+                          "see the README section 'Datasets and layouts'")
     if cfg.frame_cache is not None:
         marker = cfg.frame_cache / CACHE_MANIFEST
         if marker.is_file():
@@ -866,9 +905,11 @@ class Splits(NamedTuple):
     test: VideoListDataset
 
 
-def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
+def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos: bool = True
+                   ) -> Splits:
     """``cfg.dataset``'s train / val / test datasets; training clips are augmented, every item is
-    index-tagged. Validation: see :func:`build_dataset` (own list, or a group holdout of train)."""
+    index-tagged. Validation: see :func:`build_dataset` (own list, or a group holdout of train).
+    With ``on_error="skip"`` every video is probed here (``check_videos=False``: not yet)."""
     common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
                   on_error=cfg.on_error, return_index=True, cache_dir=cfg.frame_cache,
                   val_fraction=cfg.val_fraction)
@@ -878,7 +919,7 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
     has_val = cfg.val_fraction > 0 or _DATASETS.get(cfg.dataset).own_val_list(cfg.data_root)
     val = build_dataset(cfg.dataset, cfg.data_root, "val", train=False, **common) if has_val else None
     test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
-    if cfg.on_error == "skip":
+    if cfg.on_error == "skip" and check_videos:
         # probe every video here, in the parent process: a skip recorded inside a DataLoader
         # worker would never reach the run's report
         for dataset in (train, val, test):
@@ -887,16 +928,21 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
     return Splits(train, val, test)
 
 
-def prepare_cache(cfg: RunConfig, *, short_side: int | None = None) -> dict:
-    """Decode ``cfg``'s train and test videos once into its frame cache (uint8 frames)."""
+def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
+                  progress: bool | Callable[[int, int, str], None] | None = None) -> dict:
+    """Decode ``cfg``'s train, val and test videos once into its frame cache (uint8 frames).
+    ``cfg.on_error`` applies (``"skip"``: bad videos are listed in the result's ``failed``)."""
     if cfg.frame_cache is None:
         raise ConfigError("prepare_cache: cache_dir is empty")
-    splits = build_datasets(cfg.replace(cache_dir=""))
+    # the list files only: prepare_dataset meets (and, under "skip", records) every bad video itself;
+    # a validation holdout is part of the training list
+    splits = build_datasets(cfg.replace(cache_dir="", val_fraction=0.0), check_videos=False)
     lists = sorted({ds.list_file for ds in splits if ds is not None})
     if cfg.dataset == "synthetic":
         raise ConfigError("the synthetic set renders its own frame cache: use ensure_dataset or "
                           "`python -m darknb synth`")
-    return prepare_dataset(cfg.data_root, lists, cfg.frame_cache, short_side=short_side or 128)
+    return prepare_dataset(cfg.data_root, lists, cfg.frame_cache, short_side=short_side or 128,
+                           on_error=cfg.on_error, progress=progress)
 
 
 def enhancer_fit_frames(dataset, *, num_videos: int = 48, per_video: int = 2, seed: int = 0) -> torch.Tensor:

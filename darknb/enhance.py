@@ -583,10 +583,13 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
             history["brightness"].append(float(enhanced.detach().mean()))
             if progress:
                 iterator.set_postfix(loss=history["loss"][-1], bright=history["brightness"][-1])
-    finally:  # also on errors: leave the caller's module as it was (mode, frozen flags)
+    finally:  # also on errors: leave the caller's module as it was (mode, frozen flags, no grads)
         enhancer.train(was_training)
         for p, flag in zip(params, requires_grad):
             p.requires_grad_(flag)
+            # a stale .grad would enter a later clip_grad_norm_ over a model holding this enhancer
+            # (measured: a teacher fitted in-process then differed from one resumed in a new process)
+            p.grad = None
     history["seconds"] = time.perf_counter() - start
     return history
 

@@ -23,6 +23,7 @@ from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
 from darknb.flops import count_flops, count_parameters, measure_latency
 from darknb.models import NativeResolutionTeacher, Teacher, create_model
+from darknb.protocol import CUSTOM
 from darknb.reports import reported_table
 from darknb.stats import accuracy_ci, correct_by_video
 from darknb.study import arm_name
@@ -70,14 +71,15 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     run = RunDir(cfg.output_dir)
     out_dir = run.subdir("ablation").root
     base = cfg.replace(pretrained=resolve_pretrained(cfg))  # the run's backbone, from a subfolder
-    num_classes = len(build_datasets(cfg).train.classes)
+    splits = build_datasets(cfg)
+    num_classes = len(splits.train.classes)
     teachers, caches = {}, {}
     rows = []
     for point in ablation_grid(alphas, betas, temperatures, seeds):
         seed, kd = point["seed"], point["beta"] > 0
         teacher_name = arm_name("teacher", seed)
         if kd and seed not in teachers:
-            teachers[seed] = load_teacher(cfg, num_classes, run.checkpoint(teacher_name))
+            teachers[seed] = load_teacher(cfg, num_classes, run.checkpoint(teacher_name), splits=splits)
             caches[seed] = teacher_cache_for(cfg.replace(seed=seed), teacher_name)
         run_cfg = base.replace(output_dir=str(out_dir), **point)
         name = "student_a{alpha:g}_b{beta:g}_T{temperature:g}_s{seed}".format(**point)
@@ -217,14 +219,15 @@ def cost_of_models(cfg: RunConfig, num_classes: int, *, paper_latency_repeats: i
     rows = []
     run_shape = (3, cfg.num_frames, cfg.size, cfg.size)
     baselines = BASELINES.get(cfg.model, {})
-    as_run = {
-        "teacher": lambda: Teacher(build_enhancer(cfg.enhancer), build_classifier(cfg, num_classes)),
-        "student": lambda: build_classifier(cfg, num_classes),
-        **{name: (lambda m=m: build_classifier(baseline_config(cfg, m), num_classes))
+    as_run = {  # name: (the architecture that ran, how to build it)
+        "teacher": (f"{cfg.enhancer} + {cfg.model}",
+                    lambda: Teacher(build_enhancer(cfg.enhancer), build_classifier(cfg, num_classes))),
+        "student": (cfg.model, lambda: build_classifier(cfg, num_classes)),
+        **{name: (m, lambda m=m: build_classifier(baseline_config(cfg, m), num_classes))
            for name, m in baselines.items()},
     }
-    for name, make in as_run.items():
-        rows.append({"model": name, "setting": f"as run ({cfg.model}, 3x{cfg.num_frames}x{cfg.size}x{cfg.size})",
+    for name, (arch, make) in as_run.items():
+        rows.append({"model": name, "setting": f"as run ({arch}, 3x{cfg.num_frames}x{cfg.size}x{cfg.size})",
                      **_cost(make(), run_shape, latency_repeats=run_latency_repeats)})
     C, T, H, W = PAPER_CLIP
     paper = {
@@ -248,12 +251,18 @@ BASELINE_LABELS = {
 
 
 def comparison_table(out_dir: str | Path, *, dataset: str, study: dict,
-                     costs: list[dict] | None = None, n_boot: int = 2000) -> pd.DataFrame:
+                     costs: list[dict] | None = None, n_boot: int = 2000,
+                     lists: str | None = None) -> pd.DataFrame:
     """Reported rows (PAPER.md) and measured rows (this run) in one DataFrame.
 
     The study's arms are measured over seeds (``top1`` = mean, ``top1_seed_std``, a 95 % interval
     over test clips of the seed-averaged accuracy); baselines, when trained, are one run each.
-    Costs come from :func:`cost_of_models`: as run, and at paper size."""
+    Costs come from :func:`cost_of_models`: as run, and at paper size. ``lists`` labels every
+    measured row's data protocol (official lists or "custom list"); by default the arms'
+    provenance says it (``data_protocol``), else "custom list"."""
+    if lists is None:
+        labels = [(a.get("provenance") or {}).get("data_protocol") for a in study["arms"].values()]
+        lists = next((label for label in labels if label), CUSTOM)
     cost_by = {}
     for row in costs or []:
         key = "as_run" if row["setting"].startswith("as run") else "paper"
@@ -274,7 +283,7 @@ def comparison_table(out_dir: str | Path, *, dataset: str, study: dict,
                          "top1": summary["top1"], "top5": summary["top5"],
                          "top1_ci95_low": summary["top1_ci95"][0], "top1_ci95_high": summary["top1_ci95"][1],
                          "top1_seed_std": summary["top1_std"], "seeds": len(summary["seeds"]),
-                         "test_videos": summary["num_videos"],
+                         "test_videos": summary["num_videos"], "lists": lists,
                          "epochs": (summary.get("config") or {}).get("epochs"),
                          **cost_columns("teacher" if arm == "teacher" else "student")})
     for key, label in BASELINE_LABELS.items():
@@ -287,7 +296,7 @@ def comparison_table(out_dir: str | Path, *, dataset: str, study: dict,
         measured.append({"source": "measured", "dataset": dataset, "method": label,
                          "top1": pred["top1"], "top5": pred["top5"], "top1_ci95_low": ci["low"],
                          "top1_ci95_high": ci["high"], "seeds": 1, "test_videos": len(correct),
-                         "epochs": pred.get("epochs"), **cost_columns(key)})
+                         "lists": lists, "epochs": pred.get("epochs"), **cost_columns(key)})
     return pd.concat([reported_table(), pd.DataFrame(measured)], ignore_index=True)
 
 

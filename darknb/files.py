@@ -131,6 +131,10 @@ class RunDir:
         """A zero-reference-fitted enhancer (``zerodce_fitted.pth``, ``zerodcepp_fitted.pth``)."""
         return self.root / f"{enhancer.replace('+', 'p')}_fitted.pth"
 
+    def fitted_enhancer_record(self, enhancer: str) -> Path:
+        """What a fitted enhancer was fitted on (dataset identity, steps, seed): ``zerodce_fitted.json``."""
+        return self.fitted_enhancer(enhancer).with_suffix(".json")
+
     @property
     def tensorboard(self) -> Path:
         """TensorBoard event files, one folder per stage (``tracker="tensorboard"``)."""

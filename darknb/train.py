@@ -33,15 +33,16 @@ from accelerate.utils import ProjectConfiguration, gather_object
 from torch import nn
 from tqdm.auto import tqdm
 
-from darknb.config import RunConfig, parse_views
+from darknb.config import PATH_FIELDS, RunConfig, parse_views, resolve_path
 from darknb.data import build_datasets, enhancer_fit_frames
 from darknb.distill import TeacherCache, kd_loss
 from darknb.enhance import ZeroDCE, build_enhancer, fit_zero_reference, save_enhancer
 from darknb.errors import CheckpointError, ConfigError, TrainingError
-from darknb.files import RunDir, save_torch
+from darknb.files import RunDir, read_json, save_torch, write_json
 from darknb.loader import PIPELINE as CLIP_PIPELINE
 from darknb.loader import batch_clips, make_loader
 from darknb.models import Teacher, create_model
+from darknb.protocol import check_same_dataset, dataset_identity
 
 # Config fields that may differ between a checkpoint and the run resuming it.
 _RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error",
@@ -155,7 +156,19 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
         info["source"] = cfg.enhancer_checkpoint or "analytic"
         return enhancer, info
     fitted = RunDir(out_dir).fitted_enhancer(cfg.enhancer)
+    # what the fit was made on: reusing a fit of other data or of another length is refused (one
+    # fit serves every seed of a run: the enhancer is fixed preprocessing, like Zero-DCE's weights)
+    fit_of = {"dataset": dataset_identity(cfg.dataset, [train_dataset]),
+              "steps": cfg.enhancer_fit_steps, "seed": cfg.seed}
+    record = RunDir(out_dir).fitted_enhancer_record(cfg.enhancer)
     if fitted.exists() and cfg.resume:
+        saved = read_json(record) if record.is_file() else None
+        if saved is not None:
+            check_same_dataset(saved.get("dataset"), fit_of["dataset"], what=f"fitted enhancer {fitted}")
+            if saved.get("steps") != cfg.enhancer_fit_steps:
+                raise CheckpointError(
+                    f"fitted enhancer {fitted} was fitted with enhancer_fit_steps={saved.get('steps')}, "
+                    f"this run asks for {cfg.enhancer_fit_steps}; delete it or set resume=False to refit")
         info.update(source=str(fitted), fitted=True, reused=True)
         return build_enhancer(cfg.enhancer, checkpoint=str(fitted)), info
     torch.manual_seed(cfg.seed)  # the fit's starting weights: a function of the seed, not of RNG history
@@ -167,6 +180,11 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
         after = enhancer(frames[:16]).clamp(0, 1).mean().item()
     if process_state().is_main_process:  # every process fits the same weights; one writes them
         save_enhancer(enhancer, fitted)
+        write_json(fit_of, record)
+    process_state().wait_for_everyone()
+    # use the weights as a later process reloads them (the loader flushes subnormals): a run fitted
+    # here and one resumed elsewhere then train the same teacher
+    enhancer = build_enhancer(cfg.enhancer, checkpoint=str(fitted))
     info.update(source=str(fitted), fitted=True, steps=cfg.enhancer_fit_steps,
                 seconds=round(time.perf_counter() - start, 2), frames=int(frames.shape[0]),
                 mean_before=round(frames.mean().item(), 4), mean_after=round(after, 4),
@@ -338,7 +356,9 @@ def summarize_predictions(logits: torch.Tensor, labels: torch.Tensor, indices: t
 
 
 def _check_resumable(state: dict, cfg: RunConfig, path: Path) -> None:
-    saved = state.get("config", {})
+    # paths saved relative (before RunConfig resolved them) compare by the same rule
+    saved = {k: resolve_path(v, PATH_FIELDS[k]) if k in PATH_FIELDS and isinstance(v, str) else v
+             for k, v in state.get("config", {}).items()}
     diffs = {k: (saved.get(k), v) for k, v in cfg.to_dict().items()
              if k not in _RESUMABLE_CHANGES and k in saved and saved.get(k) != v}
     if diffs:
@@ -418,10 +438,13 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
     use_teacher = teacher is not None and cfg.beta > 0
 
     optimizer = make_optimizer(model, cfg)
+    identity = _identity(cfg, (train_set, val_set, test_set))
     start_epoch, history, best = 0, [], {"epoch": 0, "val_top1": -1.0}
     if ckpt_path.exists() and cfg.resume:
         state = load_checkpoint(ckpt_path)
         _check_resumable(state, cfg, ckpt_path)
+        if identity is not None:
+            check_same_dataset(state.get("dataset"), identity, what=f"checkpoint {ckpt_path}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
@@ -441,6 +464,7 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
         val_set, batch_size=cfg.batch_size, train=False, num_workers=cfg.num_workers, rank=rank,
         world=world, transform_in_workers=in_workers)
     model, optimizer = accelerator.prepare(model, optimizer)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if use_teacher:
         teacher = teacher.to(device).eval()
         teacher.requires_grad_(False)
@@ -505,7 +529,8 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                     accelerator.backward(parts["loss"] / cfg.grad_accum)
                 if sync:
                     if cfg.grad_clip > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                        # the trained parameters only: a frozen module's (stale) grads must not scale them
+                        accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 reader.add(step, global_step, parts, logits, target)
@@ -551,7 +576,7 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
                     "model": accelerator.unwrap_model(model).state_dict(),
                     "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
                     "best": best, "config": cfg.to_dict(), "name": name,
-                    "classes": list(train_set.classes), **(extra_state or {})}))
+                    "classes": list(train_set.classes), "dataset": identity, **(extra_state or {})}))
     finally:
         writer.wait()  # an interrupted run still leaves its last checkpoint complete on disk
         if cfg.tracker:
@@ -566,7 +591,15 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
     skipped = [s for ds in (train_set, val_set, test_set) for s in getattr(ds, "skipped", [])]
     return {"name": name, "metrics": metrics, "history": history, "checkpoint": str(ckpt_path),
             "selection": selection, "train_seconds": seconds, "teacher_seconds": teacher_seconds,
-            "skipped": skipped, "speed": speed, "steps": steps, "processes": world}
+            "skipped": skipped, "speed": speed, "steps": steps, "processes": world,
+            "dataset": identity}
+
+
+def _identity(cfg: RunConfig, splits) -> dict | None:
+    """The run's dataset identity (stored in checkpoints), None for datasets without list files."""
+    if not all(hasattr(ds, "list_file") for ds in splits if ds is not None):
+        return None
+    return dataset_identity(cfg.dataset, splits)
 
 
 def _select_final(model: nn.Module, best: dict, best_path: Path, cfg: RunConfig, *,
@@ -638,10 +671,16 @@ def load_final_state(path: str | Path) -> dict:
     return state
 
 
-def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
-    """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint."""
+def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None, *,
+                 splits=None) -> nn.Module:
+    """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint.
+
+    The teacher must have been trained on the student's data: the same dataset name, class names
+    and list files (``splits``, the student's datasets; built from ``cfg`` when None), else
+    :class:`CheckpointError` names what differs."""
     path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
     state = load_final_state(path)
+    _check_data(state, cfg, splits, what=f"teacher checkpoint {str(path)!r}")
     saved = RunConfig.from_params(state.get("config", {}))
     teacher = Teacher(build_enhancer(saved.enhancer), build_classifier(saved, num_classes))
     try:
@@ -655,10 +694,20 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
     return teacher.eval()
 
 
-def load_classifier(cfg: RunConfig, num_classes: int, path: str | Path) -> nn.Module:
+def _check_data(state: dict, cfg: RunConfig, splits, *, what: str) -> None:
+    """Refuse a checkpoint made on other data than ``cfg``'s (``splits``: its datasets, built
+    from ``cfg`` when None): dataset name, class names, list files."""
+    if splits is None:
+        splits = build_datasets(cfg, check_videos=False)
+    check_same_dataset(state.get("dataset"), dataset_identity(cfg.dataset, splits), what=what)
+
+
+def load_classifier(cfg: RunConfig, num_classes: int, path: str | Path, *, splits=None) -> nn.Module:
     """A trained classifier (e.g. a no-KD student, the raw-input teacher of the self-distillation
-    control) with its selected weights, rebuilt from its checkpoint's config; eval mode."""
+    control) with its selected weights, rebuilt from its checkpoint's config; eval mode. Like
+    :func:`load_teacher`, it refuses a checkpoint made on other data."""
     state = load_final_state(path)
+    _check_data(state, cfg, splits, what=f"checkpoint {str(path)!r}")
     saved = RunConfig.from_params(state.get("config", {}))
     model = build_classifier(saved, num_classes)
     try:
@@ -690,7 +739,7 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
     train_set, val_set, test_set = build_datasets(cfg)
     num_classes = len(train_set.classes)
     if kd and cfg.beta > 0 and teacher is None:
-        teacher = load_teacher(cfg, num_classes)
+        teacher = load_teacher(cfg, num_classes, splits=(train_set, val_set, test_set))
     student = build_classifier(cfg, num_classes)
     run_cfg = cfg if kd else cfg.replace(beta=0.0)
     name = name or ("student" if kd else "student_no_kd")
