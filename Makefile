@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.darknb-installed
 RUN    ?= demo
 
-.PHONY: install demo test test-fast test-browser bench clean-reports
+.PHONY: install demo lab test test-fast test-browser bench clean-reports
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 	$(PY) -m darknb run --run $(RUN) && \
 	echo "[darknb] demo finished in $$(( $$(date +%s) - start )) s; open reports/$(RUN)/ (summary.json, *.html)"
 
+# JupyterLab at the project folder: open notebooks/*.ipynb, outputs land in reports/ and data/
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)"
+
 test: $(STAMP)
 	$(PY) -m pytest -q -ra
 
@@ -30,6 +34,7 @@ test-browser: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_video.py
+	$(PY) benchmarks/bench_train.py
 
 clean-reports:
 	rm -rf reports/$(RUN)

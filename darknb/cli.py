@@ -1,6 +1,9 @@
-"""Command line: ``python -m darknb {run,synth,prepare,train,models}`` (also installed as ``darknb``).
+"""Command line: ``python -m darknb {run,synth,prepare,train,predict,readme,models}`` (also
+installed as ``darknb``).
 
 Each command imports what it needs when it runs, so ``darknb --help`` answers without loading torch.
+Relative paths (``--root``, ``--cache-dir``, ``--set data_root=...``) are relative to the project
+folder (the darknb checkout), whatever the current folder: see :mod:`darknb.config`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def main(argv=None) -> int:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a parameter")
     run.add_argument("--notebooks", default=None, help="comma-separated, e.g. 01_teacher,02_student")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    run.add_argument("--reports-dir", default="reports", help="where run folders go (default reports/)")
 
     synth = sub.add_parser("synth", help="render the synthetic set (well-lit pre-training + dark "
                                          "target) and its frame cache")
@@ -53,6 +57,9 @@ def main(argv=None) -> int:
     prep.add_argument("--cache-dir", default="auto", help="default auto: <root's parent>/cache/<root's name>")
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
+    prep.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                      help="a missing, empty, corrupt or truncated video: stop (raise) or list it "
+                           "and go on (skip; pass on_error=skip to training too)")
     prep.add_argument("--enhanced-cache-dir", default=None,
                       help="also write an ENHANCED cache here: --enhancer on native-resolution frames, "
                            "then the same resize (teacher_input=enhanced_cache, enhanced_cache_dir=...)")
@@ -61,14 +68,29 @@ def main(argv=None) -> int:
                       help="Zero-DCE(++) weights: the original Epoch99.pth or a run's zerodce_fitted.pth")
     prep.add_argument("--enhancer-scale-factor", type=int, default=12, help="Zero-DCE++ only")
 
-    train = sub.add_parser("train", help="train one stage outside the notebooks (works under "
-                                         "`accelerate launch -m darknb train ...` for several GPUs)")
+    train = sub.add_parser("train", help="train one stage outside the notebooks (several processes: "
+                                         "`torchrun --nproc_per_node N -m darknb train ...`)")
     train.add_argument("stage", choices=["pretrain", "teacher", "student", "student_no_kd",
                                          "student_selfkd"],
                        help="pretrain: the backbone on the well-lit set; the others: one arm of the "
                             "study for --set seed=N (stage <arm>_s<N>)")
     train.add_argument("--preset", default="demo", help="demo | paper | none")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a RunConfig field")
+
+    pred = sub.add_parser("predict", help="classify videos with a trained checkpoint (top-5 classes)")
+    pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (MP4, AVI, ...)")
+    pred.add_argument("--checkpoint", required=True, help="e.g. reports/<run>/student.ckpt")
+    pred.add_argument("--protocol", default="1x1", help="views, clips x crops: 1x1 (centre) | 10x3 ...")
+    pred.add_argument("--top-k", type=int, default=5)
+    pred.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: GPU if any)")
+    pred.add_argument("--json", action="store_true", help="print the results as JSON")
+    readme = sub.add_parser("readme", help="write a run's measured numbers into README.md "
+                                           "(between its darknb:demo-results markers)")
+    readme.add_argument("--run", default="demo", help="run name (folder under reports/)")
+    readme.add_argument("--reports-dir", default="reports")
+    readme.add_argument("--readme", default="README.md")
+    readme.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 when the README is out of date")
 
     sub.add_parser("models", help="list registered models")
 
@@ -80,22 +102,27 @@ def main(argv=None) -> int:
             notebooks = args.notebooks.split(",") if args.notebooks else None
             preset = None if args.preset == "none" else args.preset
             out = run_pipeline(args.run, preset=preset, params=_parse_sets(args.set),
-                               notebooks=notebooks, html=not args.no_html)
+                               notebooks=notebooks, html=not args.no_html,
+                               reports_dir=args.reports_dir)
             print(f"[darknb] reports written to {out}")
         elif args.command == "synth":
+            from darknb.config import resolve_path
             from darknb.synthetic import make_synthetic_dark
 
-            print(make_synthetic_dark(args.root, cache_dir=args.cache_dir, seed=args.seed))
+            print(make_synthetic_dark(resolve_path(args.root), seed=args.seed,
+                                      cache_dir=resolve_path(args.cache_dir) if args.cache_dir else None))
         elif args.command == "prepare":
             from darknb.config import RunConfig
             from darknb.data import prepare_cache
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
-                            split=args.split)
-            report = prepare_cache(cfg, short_side=args.short_side)
+                            split=args.split, on_error=args.on_error)
+            report = prepare_cache(cfg, short_side=args.short_side, progress=True)
             print(f"[darknb] cache in {cfg.frame_cache}: {report['written']} written, "
                   f"{report['reused']} reused, {len(report['failed'])} failed "
                   f"({report['seconds']:.1f} s)")
+            for rel, reason in report["failed"].items():
+                print(f"  failed: {rel}: {reason}")
             if args.enhanced_cache_dir:
                 from darknb.enhance import build_enhancer
                 from darknb.train import enhancer_kwargs
@@ -107,36 +134,91 @@ def main(argv=None) -> int:
                                   enhanced_cache_dir=args.enhanced_cache_dir)
                 enhancer = build_enhancer(args.enhancer, checkpoint=args.enhancer_checkpoint or None,
                                           **enhancer_kwargs(cfg))
-                report = prepare_cache(cfg, enhancer=enhancer, short_side=report["short_side"],
-                                       cache_dir=args.enhanced_cache_dir)
+                report = prepare_cache(cfg, enhancer=enhancer, cache_dir=cfg.enhanced_cache_dir)
                 print(f"[darknb] enhanced cache ({args.enhancer}, before resizing) in "
-                      f"{args.enhanced_cache_dir}: {report['written']} written, {report['reused']} "
+                      f"{cfg.enhanced_cache_dir}: {report['written']} written, {report['reused']} "
                       f"reused ({report['seconds']:.1f} s)")
         elif args.command == "train":
-            from darknb.config import NOTEBOOK_ONLY, PRESETS, RunConfig, defaults
-            from darknb.data import ensure_dataset
+            from darknb.config import (
+                NOTEBOOK_ONLY,
+                RunConfig,
+                check_run_inputs,
+                defaults,
+                preset_params,
+            )
 
-            base = {} if args.preset == "none" else PRESETS[args.preset]
+            base = preset_params(args.preset)  # a bad preset or parameter fails before torch loads
             overrides = _parse_sets(args.set)
             unknown = set(overrides) - set(defaults())
             if unknown:
                 raise DarknbError(f"unknown parameter(s) {sorted(unknown)}")
             params = {**NOTEBOOK_ONLY, **base, **overrides}
             cfg = RunConfig.from_params(params)
-            ensure_dataset(cfg)
+            check_run_inputs(cfg)
+
+            from darknb.data import (
+                ensure_dataset,  # torch loads only once the inputs are checked
+            )
+            from darknb.train import process_state
+
+            state = process_state()  # one of several processes under torchrun / accelerate launch
+            with state.main_process_first():  # the main process makes the data, the others reuse it
+                ensure_dataset(cfg)
+            main = state.is_main_process  # every process holds the same result; one prints
             if args.stage == "pretrain":
                 from darknb.pretrain import pretrain_backbone
 
-                result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"])
-                print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on the "
-                      f"well-lit set; backbone {result['backbone']}")
+                result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"],
+                                           progress=main)
+                if main:
+                    print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on "
+                          f"the well-lit set; backbone {result['backbone']}")
             else:
                 from darknb.study import arm_name, train_arm
 
-                result = train_arm(cfg, args.stage, progress=True)
-                print(f"[darknb] {arm_name(args.stage, cfg.seed)}: top-1 {result['metrics']['top1']:.2f} %, "
-                      f"top-5 {result['metrics']['top5']:.2f} % (measured, {cfg.dataset}, epoch "
-                      f"{result['selection']['epoch']} chosen on {result['selection']['selected_on']})")
+                result = train_arm(cfg, args.stage, progress=main)
+                if main:
+                    print(f"[darknb] {arm_name(args.stage, cfg.seed)}: top-1 "
+                          f"{result['metrics']['top1']:.2f} %, top-5 {result['metrics']['top5']:.2f} % "
+                          f"(measured, {cfg.dataset}, epoch {result['selection']['epoch']} chosen on "
+                          f"{result['selection']['selected_on']}, {result['processes']} process(es), "
+                          f"test views {result['metrics']['protocol']['views']})")
+        elif args.command == "predict":
+            import json
+
+            from darknb.inference import format_prediction, load_classifier, predict
+
+            classifier = load_classifier(args.checkpoint, device=args.device)
+            results = predict(args.videos, classifier, protocol=args.protocol, top_k=args.top_k)
+            if args.json:
+                print(json.dumps(results, indent=1))
+            else:
+                print(f"[darknb] {classifier}")
+                print("\n".join(format_prediction(r) for r in results))
+        elif args.command == "readme":
+            import shutil
+            import tempfile
+            from pathlib import Path
+
+            from darknb.config import resolve_path
+            from darknb.files import RunDir
+            from darknb.reports import update_readme
+
+            summary = RunDir(resolve_path(Path(args.reports_dir) / args.run)).summary
+            if not summary.is_file():
+                raise DarknbError(f"{summary} not found: run `python -m darknb run --run {args.run}` first")
+            readme_path = Path(resolve_path(args.readme))
+            if args.check:
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = Path(tmp) / readme_path.name
+                    shutil.copy(readme_path, copy)
+                    _, changed = update_readme(summary, copy)
+                print(f"[darknb] {readme_path} is {'out of date' if changed else 'up to date'} "
+                      f"with {summary}")
+                return 1 if changed else 0
+            block, changed = update_readme(summary, readme_path)
+            print(block)
+            print(f"[darknb] {readme_path} {'updated' if changed else 'already up to date'} from {summary}")
         elif args.command == "models":
             from darknb.models import list_models
 

@@ -5,11 +5,17 @@ Reads top to bottom in that order. The synthetic renderer lives in :mod:`darknb.
 
 Clip protocol (PAPER.md, "Details from the methods it builds on", DarkLight, Chen et al. 2021):
 T consecutive frames, random offset in training, centred in test, wrap-around (loop) for videos
-shorter than T; resize (DarkLight: 170x128, i.e. short side 128 for a 112 crop), multi-scale crop
-to 112 + horizontal flip in training (the same crop for every frame of a clip), centre crop in test.
+shorter than T (a random loop start in training, as DarkLight; the loop centred in test); resize
+(DarkLight: 170x128, i.e. short side 128 for a 112 crop), multi-scale crop to 112 + horizontal flip
+in training (the same crop for every frame of a clip), centre crop in test. Evaluation can also
+average several views (:func:`sample_frame_indices` / :func:`crop_box` ``clip``/``crop``).
 
-Every clip is a float32 tensor ``(3, T, H, W)`` in [0, 1] (not mean/std normalised unless asked:
-the classifier normalises internally so that an enhancer such as Zero-DCE can sit in front of it).
+A dataset item is built in two halves. ``VideoListDataset.raw`` (what DataLoader workers run)
+samples the frames and the crop box and returns uint8 frames cut to the box
+(:class:`darknb.loader.RawClip`); :class:`darknb.loader.ClipTransform` resamples, flips and scales a
+whole batch of them on the device. ``dataset[i]`` runs both halves and gives the float32 clip
+``(3, T, H, W)`` in [0, 1] (not mean/std normalised unless asked: the classifier normalises
+internally so that an enhancer such as Zero-DCE can sit in front of it).
 
 Determinism contract (relied on by the training engine for exact resume and teacher-output
 caching): all randomness of item ``index`` comes from ``np.random.default_rng([seed, epoch, index])``
@@ -35,6 +41,7 @@ from darknb.enhance import enhancer_signature
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 from darknb.files import RunDir, read_json, save_npy, write_json
 from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest
+from darknb.loader import ClipKey, ClipTransform, RawClip, collate_raw
 from darknb.registry import Registry
 from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
 from darknb.synthetic import (  # SYNTHETIC_CLASSES, make_synthetic_dark: re-exported
@@ -57,17 +64,21 @@ __all__ = [
     "build_dataset",
     "build_datasets",
     "collate_clips",
+    "crop_box",
+    "default_resize_short",
     "enhanced_cache_dir",
     "enhancer_fit_frames",
     "group_holdout",
     "ensure_dataset",
     "list_datasets",
+    "make_raw_clip",
     "make_synthetic_dark",
     "prepare_cache",
     "prepare_dataset",
     "read_list",
     "read_mapping",
     "register_dataset",
+    "sample_frame_indices",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -154,22 +165,92 @@ def _safe_relpath(root_resolved: Path, rel: str, where: str) -> Path:
 # =========================================================================== clip sampling
 
 def sample_frame_indices(n: int, num_frames: int, sampling: str, train: bool,
-                         rng: np.random.Generator) -> np.ndarray:
+                         rng: np.random.Generator | None, *, clip: int = 0, clips: int = 1) -> np.ndarray:
     """The T frame indices of a clip from a video with ``n`` real frames.
 
-    ``"consecutive"`` (DarkLight): T consecutive frames, random offset in training, centred in test,
-    looping short videos. ``"uniform"``: T equal segments, one frame from each (random in training,
-    the centre in test).
+    ``"consecutive"`` (DarkLight): T consecutive frames, random offset in training, centred in test.
+    A video shorter than T is looped: training draws the loop's start (DarkLight's random start);
+    test centres the loop (the clip's middle frame is the video's). ``"uniform"``: T equal
+    segments, one frame from each (random in training, the centre in test).
+
+    Evaluation views (``train=False``): clip ``clip`` of ``clips`` evenly spaced ones; with
+    ``clips=1`` it is the centred clip above. Consecutive: starts spread evenly over [0, n - T]
+    (over the loop's n starts for a short video); uniform: the position inside every segment moves
+    from its start to its end.
     """
     T = num_frames
     if sampling == "consecutive":
-        start = int(rng.integers(0, max(1, n - T + 1))) if train else max(0, (n - T) // 2)
+        if train:
+            start = int(rng.integers(0, n - T + 1)) if n >= T else int(rng.integers(0, n))
+        elif clips == 1:
+            start = (n - T) // 2 % n  # == (n - T) // 2 when n >= T; a centred loop when shorter
+        elif n >= T:
+            start = round(clip * (n - T) / (clips - 1))
+        else:
+            start = ((n - T) // 2 + clip * n // clips) % n
         return (start + np.arange(T)) % n
     edges = np.linspace(0, n, T + 1)
     lo = np.floor(edges[:-1]).astype(int)
     hi = np.maximum(lo + 1, np.floor(edges[1:]).astype(int))
-    idx = rng.integers(lo, hi) if train else (lo + hi - 1) // 2
+    if train:
+        idx = rng.integers(lo, hi)
+    elif clips == 1:
+        idx = (lo + hi - 1) // 2
+    else:
+        idx = lo + ((hi - lo) * (2 * clip + 1)) // (2 * clips)
     return np.minimum(idx, n - 1)
+
+
+def default_resize_short(size: int) -> int:
+    """DarkLight's resize before cropping: short side 128 for a 112 crop, scaled with ``size``."""
+    return round(int(size) * 128 / 112)
+
+
+def crop_box(H: int, W: int, *, size: int, resize_short: int, train: bool, multiscale: bool,
+             rng: np.random.Generator | None, crop: int = 0, crops: int = 1) -> np.ndarray:
+    """The crop of an ``H x W`` frame, as ``(y0, x0, y1, x1)`` in its pixels (float64), that ends
+    up as the ``size x size`` network input.
+
+    The frame is (virtually) resized so that its short side is ``resize_short``; the crop is drawn
+    there and mapped back, so the frame is resampled once. Training with ``multiscale``:
+    DarkLight's GroupMultiScaleCrop (sides from scales 1, .875, .75, .66 of the short side, at
+    most one scale step of aspect distortion, random position); training without: a random
+    ``size`` square; test: the centre ``size`` square, or crop ``crop`` of ``crops`` = 3 at the
+    start, centre and end of the long side.
+    """
+    scale = resize_short / min(H, W)
+    h, w = max(size, round(H * scale)), max(size, round(W * scale))
+    if train and multiscale:
+        short = min(h, w)
+        sides = [int(short * s) for s in (1.0, 0.875, 0.75, 0.66)]
+        pairs = [(a, b) for i, a in enumerate(sides) for j, b in enumerate(sides) if abs(i - j) <= 1]
+        ch, cw = pairs[int(rng.integers(len(pairs)))]
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    elif train:
+        ch = cw = size
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    else:
+        ch = cw = size
+        top, left = (h - size) // 2, (w - size) // 2
+        if crops == 3:
+            along = h - size if h > w else w - size  # slide along the long side
+            offset = (0, along // 2, along)[crop]
+            top, left = (offset, left) if h > w else (top, offset)
+    sy, sx = H / h, W / w
+    return np.array([top * sy, left * sx, (top + ch) * sy, (left + cw) * sx])
+
+
+def make_raw_clip(frames: np.ndarray, box: np.ndarray, *, flip: bool, label: int, index: int,
+                  view: int = 0) -> RawClip:
+    """Cut ``frames`` ``(T, H, W, 3)`` to the rows and columns the resampling of ``box`` reads
+    (its bounding box and one pixel around it), shift the box accordingly, and wrap it up."""
+    T, H, W, _ = frames.shape
+    y0, x0, y1, x1 = box
+    r0, c0 = max(0, int(np.floor(y0)) - 1), max(0, int(np.floor(x0)) - 1)
+    r1, c1 = min(H, int(np.floor(y1)) + 2), min(W, int(np.floor(x1)) + 2)
+    cut = np.ascontiguousarray(frames[:, r0:r1, c0:c1])
+    shifted = torch.tensor([y0 - r0, x0 - c0, y1 - r0, x1 - c0], dtype=torch.float32)
+    return RawClip(torch.from_numpy(cut), shifted, bool(flip), int(label), int(index), int(view))
 
 
 # =========================================================================== clip dataset
@@ -179,6 +260,9 @@ class VideoListDataset(torch.utils.data.Dataset):
 
     Item ``index`` -> ``(clip, label)`` (``+ index`` when ``return_index``): ``clip`` float32
     ``(3, T, size, size)`` in [0, 1] (normalised with ``mean``/``std`` only when ``normalize``).
+    It is built in two halves that the engine runs apart: :meth:`raw` (uint8 frames cut to the
+    crop, the crop box, the flip; what DataLoader workers run) and ``clip_transform`` (a
+    :class:`darknb.loader.ClipTransform`, run on whole batches on the device).
 
     Sampling (DarkLight): ``"consecutive"`` = T consecutive frames, random offset in training,
     centred in test, looping short videos; ``"uniform"`` = T equal segments, one frame from each
@@ -208,7 +292,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         if int(size) < 8:
             raise ConfigError(f"VideoListDataset: size must be >= 8, got {size}")
         if resize_short is None:
-            resize_short = round(int(size) * 128 / 112)  # DarkLight: short side 128 for a 112 crop
+            resize_short = default_resize_short(size)
         if int(resize_short) < int(size):
             raise ConfigError(f"VideoListDataset: resize_short ({resize_short}) must be >= size ({size})")
         if sampling not in ("consecutive", "uniform"):
@@ -242,6 +326,9 @@ class VideoListDataset(torch.utils.data.Dataset):
         self.flip = self.train if flip is None else bool(flip)
         self.multiscale = self.train if multiscale is None else bool(multiscale)
         self.normalize, self.mean, self.std = bool(normalize), mean, std
+        # the device half of every item: see darknb.loader (the engine applies it to whole batches)
+        self.clip_transform = ClipTransform(self.size, mean if normalize else None,
+                                            std if normalize else None)
         self.seed, self.epoch = int(seed), 0
         self.return_index, self.on_error, self.backend = bool(return_index), on_error, backend
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -253,6 +340,8 @@ class VideoListDataset(torch.utils.data.Dataset):
 
         # ---- samples
         entries = read_list(list_file, label_base=label_base)
+        if not entries:
+            raise DatasetError(f"list file {list_file} names no video (it is empty)")
         root_resolved = self.root.resolve()
         samples, missing = [], []
         for lineno, (rel, label) in enumerate(entries, start=1):
@@ -356,9 +445,11 @@ class VideoListDataset(torch.utils.data.Dataset):
         return p if p.is_file() else None
 
     # ---------------------------------------------------------------- sampling
-    def frame_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def frame_indices(self, n: int, rng: np.random.Generator, *, clip: int = 0,
+                      clips: int = 1) -> np.ndarray:
         """The T frame indices of a clip from a video with ``n`` real frames."""
-        return sample_frame_indices(n, self.num_frames, self.sampling, self.train, rng)
+        return sample_frame_indices(n, self.num_frames, self.sampling, self.train, rng,
+                                    clip=clip, clips=clips)
 
     def frames(self, rel: str, indices) -> np.ndarray:
         """uint8 frames ``(len(indices), H, W, 3)`` of video ``rel`` as the dataset stores them:
@@ -373,56 +464,36 @@ class VideoListDataset(torch.utils.data.Dataset):
             return np.ascontiguousarray(arr[indices])
         return read_frames(self.root / rel, indices.tolist(), backend=self.backend)
 
-    # ---------------------------------------------------------------- transforms
-    def _transform(self, frames: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        T, H, W, _ = frames.shape
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W)
-        # Resize the short side (kept aspect).
-        scale = self.resize_short / min(H, W)
-        h, w = max(self.size, round(H * scale)), max(self.size, round(W * scale))
-        if (h, w) != (H, W):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        S = self.size
-        if self.train and self.multiscale:
-            # DarkLight's GroupMultiScaleCrop: side lengths from scales of the short side, aspect
-            # distortion of at most one scale step, random position; the same box for all frames.
-            short = min(h, w)
-            sides = [int(short * s) for s in (1.0, 0.875, 0.75, 0.66)]
-            pairs = [(a, b) for i, a in enumerate(sides) for j, b in enumerate(sides) if abs(i - j) <= 1]
-            ch, cw = pairs[int(rng.integers(len(pairs)))]
-            top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            x = x[:, :, top:top + ch, left:left + cw]
-            x = F.interpolate(x, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
-        elif self.train:
-            top, left = int(rng.integers(0, h - S + 1)), int(rng.integers(0, w - S + 1))
-            x = x[:, :, top:top + S, left:left + S]
-        else:
-            top, left = (h - S) // 2, (w - S) // 2
-            x = x[:, :, top:top + S, left:left + S]
-        if self.train and self.flip and rng.random() < 0.5:
-            x = x.flip(-1)
-        x = x.clamp_(0.0, 1.0)
-        if self.normalize:
-            m = torch.tensor(self.mean).view(1, 3, 1, 1)
-            s = torch.tensor(self.std).view(1, 3, 1, 1)
-            x = (x - m) / s
-        return x.permute(1, 0, 2, 3).contiguous()  # (3, T, S, S)
-
-    def __getitem__(self, index: int):
+    # ---------------------------------------------------------------- items
+    def raw(self, key: ClipKey) -> RawClip | None:
+        """The worker half of an item: uint8 frames cut to the crop, the crop box and the flip
+        (see :mod:`darknb.loader`); None for a skipped video (``on_error="skip"``). A pure
+        function of (seed, key): the key carries the epoch and, in evaluation, the view."""
+        index = int(key.index)
         if not 0 <= index < len(self.samples):
             raise IndexError(f"index {index} out of range for {len(self.samples)} samples")
         rel, label = self.samples[index]
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        rng = np.random.default_rng([self.seed, int(key.epoch), index])
         try:
             n = self.frame_count(rel)
-            frames = self._load(rel, self.frame_indices(n, rng))
+            frames = self._load(rel, self.frame_indices(n, rng, clip=key.clip, clips=key.clips))
         except (VideoReadError, DatasetError) as exc:
             if self.on_error == "raise":
                 raise
             self.skipped.append((rel, str(exc)))
             return None
-        clip = self._transform(frames, rng)
-        return (clip, label, index) if self.return_index else (clip, label)
+        H, W = frames.shape[1:3]
+        box = crop_box(H, W, size=self.size, resize_short=self.resize_short, train=self.train,
+                       multiscale=self.multiscale, rng=rng, crop=key.crop, crops=key.crops)
+        flip = self.train and self.flip and rng.random() < 0.5
+        return make_raw_clip(frames, box, flip=flip, label=label, index=index, view=key.view)
+
+    def __getitem__(self, index: int):
+        item = self.raw(ClipKey(int(index), self.epoch))
+        if item is None:
+            return None
+        clip = self.clip_transform(collate_raw([item]))[0]  # (3, T, size, size) float32
+        return (clip, item.label, item.index) if self.return_index else (clip, item.label)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, list={self.list_file.name!r}, "
@@ -694,6 +765,15 @@ def _check_cache_root(manifest: dict, cache_dir: Path, root_resolved: Path) -> N
                           f"{root_resolved}; give this dataset its own cache_dir (or cache_dir='')")
 
 
+def _nonempty_list(list_file: Path) -> list[tuple[str, int]]:
+    """``read_list`` that refuses a list without a single video (it would only fail later, in
+    training, far from its cause)."""
+    entries = read_list(list_file)
+    if not entries:
+        raise DatasetError(f"list file {list_file} names no video (it is empty)")
+    return entries
+
+
 ENHANCER_MANIFEST = "enhancer.json"  # an enhanced cache's enhancer, written before any frame
 
 
@@ -725,8 +805,41 @@ def _check_cache_enhancer(cache_dir: Path, enhancer) -> dict | None:
     return wanted
 
 
+def _cache_one(root: Path, rel: str, out: Path, short_side: int, on_error: str, videos: dict,
+               failed: dict, *, enhancer=None, device=None, source_cache: Path | None = None) -> str:
+    """Cache one video; returns ``"written"``, ``"reused"`` or ``"failed"``. With ``enhancer``
+    its native-resolution frames are enhanced before the resize; ``source_cache`` holds the native
+    frames of a set that has no videos for them (the synthetic one)."""
+    if out.is_file():
+        try:
+            shape = np.load(out, mmap_mode="r").shape
+            videos[rel] = dict(frames=int(shape[0]), shape=list(shape))
+            return "reused"
+        except (ValueError, OSError):  # a damaged file (cannot happen via rename, but be safe)
+            out.unlink()
+    try:
+        if source_cache is not None:
+            frames = np.load(cache_file(source_cache, rel))
+        else:
+            n = probe(root / rel).num_frames  # a truncated video raises here
+            frames = read_frames(root / rel, range(n), backend="pyav")
+    except (VideoReadError, FileNotFoundError) as exc:
+        if on_error == "raise":
+            raise
+        failed[rel] = str(exc)
+        videos.pop(rel, None)
+        return "failed"
+    if enhancer is not None:
+        frames = _enhance_uint8(frames, enhancer, device=device)
+    frames = _resize_short_uint8(frames, short_side)
+    save_npy(frames, out, verify=True)  # read back before it becomes visible
+    videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
+    return "written"
+
+
 def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 128,
-                    on_error: str = "raise", progress: Callable[[int, int, str], None] | None = None,
+                    on_error: str = "raise",
+                    progress: bool | Callable[[int, int, str], None] | None = None,
                     enhancer: torch.nn.Module | None = None, device: str | None = None,
                     source_cache: str | os.PathLike | None = None) -> dict:
     """Decode every video named in ``list_files`` once (sequentially: exact) into a frame cache.
@@ -737,6 +850,12 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
     (the done-marker) is written last with parameters and per-video frame counts.
     :class:`VideoListDataset` reads the cache transparently when given ``cache_dir``.
 
+    A missing, empty, corrupt or truncated video raises :class:`VideoReadError` naming it, or with
+    ``on_error="skip"`` is listed in the manifest's ``failed`` (video -> reason) and not cached (a
+    dataset then meets the same error and skips it too). An empty list file is refused.
+    ``progress``: True shows a tqdm bar; a callable gets ``(done, total, video)`` after each video.
+    Returns the manifest dict with ``written`` / ``reused`` counts (``failed`` is the dict).
+
     With ``enhancer`` (frozen, e.g. Zero-DCE) this writes an ENHANCED cache, the paper's order:
     every native-resolution frame is enhanced (on ``device``, default CUDA when present), stored
     as uint8, then resized exactly as the raw cache. A clip of item i from it is the raw clip's
@@ -745,7 +864,6 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
     a cache made with another enhancer, or a raw one, is refused. ``source_cache``: read the
     native frames from that cache instead of decoding (a set rendered into its cache at its own
     size: the synthetic one).
-    Returns the manifest dict (with ``written``/``reused``/``failed`` counts).
     """
     if int(short_side) < 8:
         raise ConfigError(f"prepare_dataset: short_side must be >= 8, got {short_side}")
@@ -766,45 +884,39 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
         enhancer = enhancer.eval().to(device)
 
     rels: list[str] = []
+    seen: set[str] = set()
     for lf in list_files:
         lf = Path(lf) if Path(lf).is_file() else root / lf
-        for lineno, (rel, _) in enumerate(read_list(lf), start=1):
+        entries = _nonempty_list(lf)
+        for lineno, (rel, _) in enumerate(entries, start=1):
             _safe_relpath(root_resolved, rel, f"{lf}:{lineno}")
-            if rel not in rels:
+            if rel not in seen:
+                seen.add(rel)
                 rels.append(rel)
 
     videos, failed = dict(old.get("videos", {})), {}
     written = reused = 0
     t0 = time.perf_counter()
-    for k, rel in enumerate(rels):
-        out = cache_file(cache_dir, rel)
-        if out.is_file():
-            try:
-                shape = np.load(out, mmap_mode="r").shape
-                videos[rel] = dict(frames=int(shape[0]), shape=list(shape))
-                reused += 1
-                continue
-            except (ValueError, OSError):  # a damaged file (cannot happen via rename, but be safe)
-                out.unlink()
-        try:
-            if source_cache is not None:
-                frames = np.load(cache_file(source_cache, rel))
-            else:
-                n = probe(root / rel).num_frames
-                frames = read_frames(root / rel, range(n), backend="pyav")
-        except (VideoReadError, FileNotFoundError) as exc:
-            if on_error == "raise":
-                raise
-            failed[rel] = str(exc)
-            continue
-        if enhancer is not None:
-            frames = _enhance_uint8(frames, enhancer, device=device)
-        frames = _resize_short_uint8(frames, int(short_side))
-        save_npy(frames, out, verify=True)  # read back before it becomes visible
-        videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
-        written += 1
-        if progress is not None:
-            progress(k + 1, len(rels), rel)
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(rels), desc=f"prepare {cache_dir.name}", unit="video")
+    try:
+        for k, rel in enumerate(rels):
+            outcome = _cache_one(root, rel, cache_file(cache_dir, rel), int(short_side), on_error,
+                                 videos, failed, enhancer=enhancer, device=device,
+                                 source_cache=Path(source_cache) if source_cache is not None else None)
+            written += outcome == "written"
+            reused += outcome == "reused"
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(written=written, reused=reused, failed=len(failed), refresh=False)
+            elif callable(progress):
+                progress(k + 1, len(rels), rel)
+    finally:
+        if bar is not None:
+            bar.close()
 
     manifest = cache_manifest(root=root_resolved, short_side=short_side, videos=videos, failed=failed,
                               seconds=time.perf_counter() - t0, enhancer=signature)
@@ -833,7 +945,7 @@ def ensure_dataset(cfg: RunConfig) -> Path:
         return root
     if not root.is_dir():
         raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
-                          "see the README section 'Real datasets'")
+                          "see the README section 'Datasets and layouts'")
     if cfg.frame_cache is not None:
         marker = cfg.frame_cache / CACHE_MANIFEST
         if marker.is_file():
@@ -852,9 +964,11 @@ class Splits(NamedTuple):
     test: VideoListDataset
 
 
-def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
+def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos: bool = True
+                   ) -> Splits:
     """``cfg.dataset``'s train / val / test datasets; training clips are augmented, every item is
-    index-tagged. Validation: see :func:`build_dataset` (own list, or a group holdout of train)."""
+    index-tagged. Validation: see :func:`build_dataset` (own list, or a group holdout of train).
+    With ``on_error="skip"`` every video is probed here (``check_videos=False``: not yet)."""
     common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
                   on_error=cfg.on_error, return_index=True, cache_dir=cfg.frame_cache,
                   val_fraction=cfg.val_fraction)
@@ -864,7 +978,7 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
     has_val = cfg.val_fraction > 0 or _DATASETS.get(cfg.dataset).own_val_list(cfg.data_root)
     val = build_dataset(cfg.dataset, cfg.data_root, "val", train=False, **common) if has_val else None
     test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
-    if cfg.on_error == "skip":
+    if cfg.on_error == "skip" and check_videos:
         # probe every video here, in the parent process: a skip recorded inside a DataLoader
         # worker would never reach the run's report
         for dataset in (train, val, test):
@@ -873,30 +987,40 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True) -> Splits:
     return Splits(train, val, test)
 
 
-def prepare_cache(cfg: RunConfig, *, short_side: int | None = None, enhancer=None,
+def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
+                  progress: bool | Callable[[int, int, str], None] | None = None, enhancer=None,
                   cache_dir: str | os.PathLike | None = None, device: str | None = None) -> dict:
-    """Decode ``cfg``'s train and test videos once into its frame cache (uint8 frames). With
-    ``enhancer``: its ENHANCED cache ``cache_dir`` (default :func:`enhanced_cache_dir`), the
-    frames enhanced at native resolution, then resized as the raw cache (see
+    """Decode ``cfg``'s train, val and test videos once into its frame cache (uint8 frames).
+    ``cfg.on_error`` applies (``"skip"``: bad videos are listed in the result's ``failed``).
+
+    With ``enhancer``: its ENHANCED cache ``cache_dir`` (default :func:`enhanced_cache_dir`), the
+    frames enhanced at native resolution, then resized as the raw cache, which must exist (see
     :func:`prepare_dataset`); the synthetic set's native frames are its raw cache's."""
     if cfg.frame_cache is None:
         raise ConfigError("prepare_cache: cache_dir is empty")
-    # the list files: from the videos for a raw cache (not made yet); from the raw cache for an
-    # enhanced one (the synthetic set's clips are mostly only there)
-    splits = build_datasets(cfg if enhancer is not None else cfg.replace(cache_dir=""))
+    # the list files only: prepare_dataset meets (and, under "skip", records) every bad video itself;
+    # a validation holdout is part of the training list. An enhanced cache reads them through the
+    # raw cache (the synthetic set's clips are mostly only there)
+    splits = build_datasets(cfg.replace(val_fraction=0.0) if enhancer is not None
+                            else cfg.replace(cache_dir="", val_fraction=0.0), check_videos=False)
     lists = sorted({ds.list_file for ds in splits if ds is not None})
     if enhancer is not None:
         raw = cfg.frame_cache / CACHE_MANIFEST
-        side = short_side or (read_json(raw)["short_side"] if raw.is_file() else 128)
+        if not raw.is_file():
+            raise ConfigError(f"an enhanced cache is resized as the raw one, and {cfg.frame_cache} "
+                              "holds none yet: prepare the raw cache first (ensure_dataset)")
         # the synthetic set is rendered straight into its cache, at its own size: those are its
         # native frames; a real dataset's are decoded from the videos
         source = cfg.frame_cache if cfg.dataset == "synthetic" else None
-        return prepare_dataset(cfg.data_root, lists, cache_dir or enhanced_cache_dir(cfg), short_side=side,
-                               enhancer=enhancer, device=device, source_cache=source)
+        return prepare_dataset(cfg.data_root, lists, cache_dir or enhanced_cache_dir(cfg),
+                               short_side=short_side or read_json(raw)["short_side"],
+                               on_error=cfg.on_error, progress=progress, enhancer=enhancer,
+                               device=device, source_cache=source)
     if cfg.dataset == "synthetic":
         raise ConfigError("the synthetic set renders its own frame cache: use ensure_dataset or "
                           "`python -m darknb synth`")
-    return prepare_dataset(cfg.data_root, lists, cfg.frame_cache, short_side=short_side or 128)
+    return prepare_dataset(cfg.data_root, lists, cfg.frame_cache, short_side=short_side or 128,
+                           on_error=cfg.on_error, progress=progress)
 
 
 def enhanced_cache_dir(cfg: RunConfig) -> Path:

@@ -124,6 +124,18 @@ class ZeroDCE(Enhancer):
     def _convs(self):
         return [getattr(self, f"e_conv{k}") for k in range(1, 8)]
 
+    # DCE-Net's convolutions in another precision / memory layout (the engine sets bf16 +
+    # channels-last for bf16 runs on a GPU, where this is most of the teacher's time). The curve
+    # iterations stay in the input's precision. Parity against float32 is tested on CPU.
+    conv_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def set_precision(self, dtype: torch.dtype | None, *, channels_last: bool = False) -> "ZeroDCE":
+        """Run the convolutions in ``dtype`` (None: the input's, exact) and, with
+        ``channels_last``, in NHWC layout (what tensor-core convolutions want)."""
+        self.conv_dtype, self.channels_last = dtype, bool(channels_last)
+        return self.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
     @classmethod
     def from_checkpoint(cls, path) -> "ZeroDCE":
         """Load the original ``Epoch99.pth`` (or a ``save_enhancer`` file) onto the CPU."""
@@ -133,6 +145,16 @@ class ZeroDCE(Enhancer):
 
     def curves(self, x: torch.Tensor) -> torch.Tensor:
         """Curve maps r = tanh(DCE-Net(x)): ``(N, 3*iterations, H, W)`` in [-1, 1]."""
+        if self.conv_dtype is not None or self.channels_last:
+            dtype = x.dtype
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=self.conv_dtype or dtype,
+                                enabled=self.conv_dtype is not None):
+                return self._curves(x).to(dtype)
+        return self._curves(x)
+
+    def _curves(self, x: torch.Tensor) -> torch.Tensor:
         x1 = F.relu(self.e_conv1(x))
         x2 = F.relu(self.e_conv2(x1))
         x3 = F.relu(self.e_conv3(x2))
@@ -621,12 +643,15 @@ def fit_zero_reference(enhancer: Enhancer, frames: torch.Tensor, *, steps: int =
             history["brightness"].append(float(enhanced.detach().mean()))
             if progress:
                 iterator.set_postfix(loss=history["loss"][-1], bright=history["brightness"][-1])
-    finally:  # also on errors: leave the caller's module as it was (mode, frozen flags, scale)
+    finally:  # also on errors: leave the caller's module as it was (mode, frozen flags, scale, no grads)
         enhancer.train(was_training)
         if run_scale_factor is not None:
             enhancer.scale_factor = run_scale_factor
         for p, flag in zip(params, requires_grad):
             p.requires_grad_(flag)
+            # a stale .grad would enter a later clip_grad_norm_ over a model holding this enhancer
+            # (measured: a teacher fitted in-process then differed from one resumed in a new process)
+            p.grad = None
     history["seconds"] = time.perf_counter() - start
     return history
 

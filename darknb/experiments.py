@@ -23,6 +23,7 @@ from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
 from darknb.flops import count_flops, count_parameters, measure_latency
 from darknb.models import NativeResolutionTeacher, Teacher, create_model
+from darknb.protocol import CUSTOM
 from darknb.reports import reported_table
 from darknb.stats import accuracy_ci, correct_by_video
 from darknb.study import arm_name
@@ -71,14 +72,15 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     run = RunDir(cfg.output_dir)
     out_dir = run.subdir("ablation").root
     base = cfg.replace(pretrained=resolve_pretrained(cfg))  # the run's backbone, from a subfolder
-    num_classes = len(build_datasets(cfg).train.classes)
+    splits = build_datasets(cfg)
+    num_classes = len(splits.train.classes)
     teachers, caches = {}, {}
     rows = []
     for point in ablation_grid(alphas, betas, temperatures, seeds):
         seed, kd = point["seed"], point["beta"] > 0
         teacher_name = arm_name("teacher", seed)
         if kd and seed not in teachers:
-            teachers[seed] = load_teacher(cfg, num_classes, run.checkpoint(teacher_name))
+            teachers[seed] = load_teacher(cfg, num_classes, run.checkpoint(teacher_name), splits=splits)
             caches[seed] = teacher_cache_for(cfg.replace(seed=seed), teacher_name)
         run_cfg = base.replace(output_dir=str(out_dir), **point)
         name = "student_a{alpha:g}_b{beta:g}_T{temperature:g}_s{seed}".format(**point)
@@ -279,17 +281,17 @@ def cost_of_models(cfg: RunConfig, num_classes: int, *, paper_latency_repeats: i
     rows = []
     run_shape = (3, cfg.num_frames, cfg.size, cfg.size)
     baselines = BASELINES.get(cfg.model, {})
-    cards = {"teacher": cfg.model, "student": cfg.model, **baselines}
-    as_run = {
-        "teacher": lambda: Teacher(enhancer(), build_classifier(cfg, num_classes)),
-        "student": lambda: build_classifier(cfg, num_classes),
+    as_run = {  # name: (the registered model that ran, how to build it)
+        "teacher": (cfg.model, lambda: Teacher(enhancer(), build_classifier(cfg, num_classes))),
+        "student": (cfg.model, lambda: build_classifier(cfg, num_classes)),
         # FLOPs and latency do not depend on the weights: no pre-trained file is read here
-        **{name: (lambda m=m: build_classifier(baseline_config(cfg, m).replace(pretrained=""), num_classes))
+        **{name: (m, lambda m=m: build_classifier(baseline_config(cfg, m).replace(pretrained=""), num_classes))
            for name, m in baselines.items()},
     }
-    for name, make in as_run.items():
-        arch = _architecture(cards[name])
-        rows.append({"model": name, "setting": f"as run ({cfg.model}, 3x{cfg.num_frames}x{cfg.size}x{cfg.size})",
+    for name, (model_name, make) in as_run.items():
+        arch = _architecture(model_name)
+        short = f"{cfg.enhancer} + {model_name}" if name == "teacher" else model_name
+        rows.append({"model": name, "setting": f"as run ({short}, 3x{cfg.num_frames}x{cfg.size}x{cfg.size})",
                      "architecture": f"{cfg.enhancer} on the crop + {arch}" if name == "teacher" else arch,
                      **_cost(make(), run_shape, latency_repeats=run_latency_repeats)})
     C, T, H, W = PAPER_CLIP
@@ -340,7 +342,7 @@ REPORTED_CARDS = {
 
 def describe_run(config: dict, *, model_name: str | None = None, arm: str | None = None,
                  enhancer: dict | None = None, pretrained_info: dict | None = None,
-                 protocol: str | None = None) -> dict:
+                 protocol: dict | str | None = None) -> dict:
     """What produced a measured row: backbone, depth, pre-training, temporal head, input frames
     and protocol (clip; test views), from the run's config (and, for a teacher, its enhancer
     record; for an IG65M baseline, what its checkpoint's classifier says it was trained on)."""
@@ -357,7 +359,12 @@ def describe_run(config: dict, *, model_name: str | None = None, arm: str | None
         frames = f"{config.get('enhancer', '?')} {where}" + (f", {fitted}" if fitted else "")
     else:
         frames = "raw + gamma 1.8" if card.get("views", "1") != "1" else "raw frames"
-    views = protocol or "1 centre clip x 1 centre crop"
+    if isinstance(protocol, dict):  # evaluate's metrics["protocol"]
+        several = protocol.get("clips", 1) * protocol.get("crops", 1) > 1
+        views = (f"{protocol.get('clips')} clips x {protocol.get('crops')} crops, "
+                 f"{protocol.get('aggregate')}" if several else "1 centre clip x 1 centre crop")
+    else:
+        views = protocol or "1 centre clip x 1 centre crop"
     size = config.get("size", "?")
     return {"model": model_name, "backbone": card.get("backbone", model_name), "depth": card.get("depth"),
             "pretraining": describe_pretraining(model_name, config.get("pretrained", ""), pretrained_info),
@@ -367,12 +374,18 @@ def describe_run(config: dict, *, model_name: str | None = None, arm: str | None
 
 
 def comparison_table(out_dir: str | Path, *, dataset: str, study: dict,
-                     costs: list[dict] | None = None, n_boot: int = 2000) -> pd.DataFrame:
+                     costs: list[dict] | None = None, n_boot: int = 2000,
+                     lists: str | None = None) -> pd.DataFrame:
     """Reported rows (PAPER.md) and measured rows (this run) in one DataFrame.
 
     The study's arms are measured over seeds (``top1`` = mean, ``top1_seed_std``, a 95 % interval
     over test clips of the seed-averaged accuracy); baselines, when trained, are one run each.
-    Costs come from :func:`cost_of_models`: as run, and at paper size."""
+    Costs come from :func:`cost_of_models`: as run, and at paper size. ``lists`` labels every
+    measured row's data protocol (official lists or "custom list"); by default the arms'
+    provenance says it (``data_protocol``), else "custom list"."""
+    if lists is None:
+        labels = [(a.get("provenance") or {}).get("data_protocol") for a in study["arms"].values()]
+        lists = next((label for label in labels if label), CUSTOM)
     cost_by = {}
     for row in costs or []:
         key = "as_run" if row["setting"].startswith("as run") else "paper"
@@ -397,7 +410,7 @@ def comparison_table(out_dir: str | Path, *, dataset: str, study: dict,
                          "top1": summary["top1"], "top5": summary["top5"],
                          "top1_ci95_low": summary["top1_ci95"][0], "top1_ci95_high": summary["top1_ci95"][1],
                          "top1_seed_std": summary["top1_std"], "seeds": len(summary["seeds"]),
-                         "test_videos": summary["num_videos"],
+                         "test_videos": summary["num_videos"], "lists": lists,
                          "epochs": (summary.get("config") or {}).get("epochs"),
                          **cost_columns("teacher" if arm == "teacher" else "student")})
     for key, label in BASELINE_LABELS.items():
@@ -414,7 +427,7 @@ def comparison_table(out_dir: str | Path, *, dataset: str, study: dict,
         measured.append({"source": "measured", "dataset": dataset, "method": method, **what,
                          "top1": pred["top1"], "top5": pred["top5"], "top1_ci95_low": ci["low"],
                          "top1_ci95_high": ci["high"], "seeds": 1, "test_videos": len(correct),
-                         "epochs": pred.get("epochs"), **cost_columns(key)})
+                         "lists": lists, "epochs": pred.get("epochs"), **cost_columns(key)})
     reported = reported_table()
     for column in ("backbone", "depth", "pretraining", "temporal_head", "input"):
         reported[column] = [REPORTED_CARDS.get(m, {}).get(column) for m in reported.method]

@@ -131,6 +131,15 @@ class RunDir:
         """A zero-reference-fitted enhancer (``zerodce_fitted.pth``, ``zerodcepp_fitted.pth``)."""
         return self.root / f"{enhancer.replace('+', 'p')}_fitted.pth"
 
+    def fitted_enhancer_record(self, enhancer: str) -> Path:
+        """What a fitted enhancer was fitted on (dataset identity, steps, seed): ``zerodce_fitted.json``."""
+        return self.fitted_enhancer(enhancer).with_suffix(".json")
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files, one folder per stage (``tracker="tensorboard"``)."""
+        return self.root / "tensorboard"
+
     @property
     def pretrained_backbone(self) -> Path:
         """The backbone pre-trained on the well-lit set (timm format; ``.json`` sidecar beside)."""

@@ -168,6 +168,25 @@ def _timm_backbone(name: str, *, img_size: int, pretrained: str | bool, **kwargs
         raise CheckpointError(f"cannot load pretrained backbone {str(path)!r} into {name}: {err}") from err
 
 
+def _video_classifier_state(pretrained) -> dict | None:
+    """The state dict of a local file holding a whole darknb video classifier (keys
+    ``backbone.*``, ``head.*``, as :func:`darknb.pretrain.pretrain_backbone` writes), else None
+    (hub weights, or a plain backbone file that timm loads)."""
+    if not isinstance(pretrained, (str, Path)) or not pretrained or pretrained == "hub":
+        return None
+    path = Path(pretrained)
+    if not path.is_file():
+        raise CheckpointError(f"pretrained backbone file {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not ours to judge here: timm's loader names the problem
+        return None
+    if isinstance(state, dict) and any(str(k).startswith("backbone.") for k in state) \
+            and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return state
+    return None
+
+
 def _standardise_clip(x: torch.Tensor) -> torch.Tensor:
     """Standardise each clip ``(B, C, T, H, W)`` by its own mean and std (see :class:`ViTBERT`)."""
     mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
@@ -199,7 +218,9 @@ class ViTBERT(nn.Module):
         if input_norm not in ("backbone", "clip"):
             raise ConfigError(f"input_norm must be 'backbone' or 'clip', got {input_norm!r}")
         self.input_norm = input_norm
-        self.backbone = _timm_backbone(backbone, img_size=img_size, pretrained=pretrained,
+        video_state = _video_classifier_state(pretrained)  # darknb's own pre-trained file?
+        self.backbone = _timm_backbone(backbone, img_size=img_size,
+                                       pretrained="" if video_state is not None else pretrained,
                                        **(backbone_kwargs or {}))
         self.img_size = img_size
         cfg = getattr(self.backbone, "pretrained_cfg", {}) or {}
@@ -210,6 +231,32 @@ class ViTBERT(nn.Module):
             self.backbone.num_features, num_classes, num_frames=num_frames, depth=bert_depth,
             num_heads=bert_heads, dropout=dropout, mask_keep_prob=mask_keep_prob,
             head_dropout=head_dropout)
+        if video_state is not None:
+            self._load_pretrained_video(video_state, str(pretrained))
+
+    def _load_pretrained_video(self, state: dict, path: str) -> None:
+        """Load a pre-trained video classifier of this architecture (darknb's pre-training: per-frame
+        ViT, temporal BERT blocks, input statistics) except its classifier ``head.fc``, which is
+        for other classes. Position embeddings are resampled by timm's own filter."""
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        head = {k.removeprefix("head."): v for k, v in state.items()
+                if k.startswith("head.") and not k.startswith("head.fc.")}
+        try:
+            self.backbone.load_state_dict(checkpoint_filter_fn(backbone, self.backbone))
+            missing, unexpected = self.head.load_state_dict(head, strict=False)
+        except RuntimeError as err:
+            raise CheckpointError(f"pretrained video model {path!r} does not fit this "
+                                  f"architecture: {err}") from err
+        missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise CheckpointError(f"pretrained video model {path!r}: temporal head keys missing "
+                                  f"{missing[:6]}, unexpected {unexpected[:6]}")
+        with torch.no_grad():
+            for name in ("mean", "std"):
+                if name in state:
+                    getattr(self, name).copy_(state[name].view_as(getattr(self, name)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         B, C, T, H, W = x.shape  # clip batch in [0, 1]

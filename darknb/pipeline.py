@@ -3,7 +3,12 @@
 ``python -m darknb run`` (what ``make demo`` calls) runs 00 → 04, exports each executed notebook to
 HTML beside it, and gathers the stages' JSON into ``reports/<run>/summary.json``. Each notebook only
 receives the parameters its own ``parameters`` cell declares; a parameter no notebook declares is an
-error (papermill alone would just log it).
+error (papermill alone would just log it). Every parameter of every notebook is checked (name, type,
+range, the files it names) before the first notebook runs, and the run folder is created only then.
+``output_dir`` is the run folder itself (``reports_dir/run``): it cannot be set as a parameter.
+
+The HTML copies are reports (:func:`export_html`): code inputs hidden, outputs and markdown kept;
+the executed ``.ipynb`` beside them keeps everything.
 """
 
 from __future__ import annotations
@@ -14,9 +19,18 @@ from pathlib import Path
 import papermill as pm
 from nbconvert import HTMLExporter
 
-from darknb.config import NOTEBOOK_DIR, PRESETS, REPO_ROOT, notebook_defaults
+from darknb.config import (
+    NOTEBOOK_DIR,
+    REPO_ROOT,
+    RunConfig,
+    check_run_inputs,
+    notebook_defaults,
+    preset_params,
+    resolve_path,
+    validate_params,
+)
 from darknb.errors import ConfigError
-from darknb.files import RunDir, read_json, write_json
+from darknb.files import RunDir, read_json, write_json, write_text
 from darknb.reports import provenance
 
 NOTEBOOKS = ("00_explore", "01_pretrain", "02_teacher", "03_student", "04_ablation", "05_comparison")
@@ -39,29 +53,64 @@ def notebook_parameters(notebooks, params: dict) -> dict[str, dict]:
     return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in notebooks}
 
 
-def export_html(notebook_path: Path) -> Path:
-    body, _ = HTMLExporter().from_filename(str(notebook_path))
-    html = notebook_path.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
+def check_parameters(notebooks, params: dict) -> dict[str, dict]:
+    """Every notebook's parameters, checked before any notebook runs: names (no notebook declares
+    it), types (each notebook's ``parameters`` cell), ranges (:class:`RunConfig`) and the inputs
+    they name (:func:`check_run_inputs`). Returns :func:`notebook_parameters`."""
+    per_notebook = notebook_parameters(notebooks, params)
+    checked: list[RunConfig] = []
+    for nb, given in per_notebook.items():
+        values = validate_params(given, notebook_defaults(nb))
+        cfg = RunConfig.from_params(values)
+        if cfg not in checked:  # notebooks share most fields: check each distinct config once
+            check_run_inputs(cfg)
+            checked.append(cfg)
+    return per_notebook
+
+
+# Cells tagged so in a notebook shape its HTML report (the .ipynb keeps them whole).
+HIDE_INPUT_TAG = "hide-input"    # code hidden, output shown (what every code cell gets by default)
+REMOVE_CELL_TAG = "remove-cell"  # the whole cell left out of the report
+HIDE_OUTPUT_TAG = "hide-output"  # code (if shown) kept, output left out
+
+
+def export_html(notebook_path: Path, *, hide_code: bool = True) -> Path:
+    """Write the HTML report of an executed notebook beside it (``.html``) and return its path.
+
+    The report shows markdown and outputs: with ``hide_code`` (the default) no code input at all,
+    else only the inputs of cells tagged ``hide-input``. Cells tagged ``remove-cell`` are left
+    out, outputs of cells tagged ``hide-output`` too (nbconvert's ``TagRemovePreprocessor``). The
+    executed notebook itself is not changed."""
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    exporter = HTMLExporter(exclude_input=hide_code, exclude_input_prompt=hide_code,
+                            exclude_output_prompt=hide_code)
+    exporter.register_preprocessor(TagRemovePreprocessor(
+        remove_cell_tags={REMOVE_CELL_TAG}, remove_input_tags={HIDE_INPUT_TAG},
+        remove_all_outputs_tags={HIDE_OUTPUT_TAG}), enabled=True)
+    body, _ = exporter.from_filename(str(notebook_path))
+    return write_text(body, Path(notebook_path).with_suffix(".html"))
 
 
 def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict | None = None,
                  notebooks=None, reports_dir: str | Path = "reports", html: bool = True,
                  kernel_name: str = "python3", log_output: bool = False) -> Path:
-    """Execute the notebooks into ``reports_dir/run`` and write ``summary.json``; returns that dir."""
-    if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
+    """Execute the notebooks into ``reports_dir/run`` and write ``summary.json``; returns that dir.
+
+    A relative ``reports_dir`` is relative to the project folder (:func:`darknb.config.resolve_path`).
+    Nothing is written unless every parameter of every notebook checks out (:func:`check_parameters`)."""
+    base = preset_params(preset)
+    if "output_dir" in (params or {}):
+        raise ConfigError("output_dir is the run folder <reports_dir>/<run>: choose it with "
+                          "`--run NAME` (and `--reports-dir DIR`), not `--set output_dir=...`")
     notebooks = list(notebooks or available_notebooks())
     missing = [nb for nb in notebooks if not (NOTEBOOK_DIR / f"{nb}.ipynb").is_file()]
     if missing:
         raise ConfigError(f"notebook(s) {missing} not found in {NOTEBOOK_DIR}")
-    out_dir = Path(reports_dir) / run
-    if not out_dir.is_absolute():
-        out_dir = REPO_ROOT / out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged = {**(PRESETS[preset] if preset else {}), **(params or {}), "output_dir": str(out_dir)}
-    per_notebook = notebook_parameters(notebooks, merged)
+    out_dir = Path(resolve_path(Path(reports_dir) / run))
+    merged = {**base, **(params or {}), "output_dir": str(out_dir)}
+    per_notebook = check_parameters(notebooks, merged)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves nothing
 
     timings = {}
     for nb in notebooks:

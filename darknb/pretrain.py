@@ -4,9 +4,9 @@ DL-KDD's backbone is "pre-trained on IG65M" (PAPER.md): it has learnt from well-
 it ever sees a dark clip, and that is why Zero-DCE can help it, by moving dark input back toward
 what it knows. :func:`pretrain_backbone` gives the synthetic miniature the same structure: the
 run's classifier is trained on the well-lit pre-training set (its own classes, scenes of its own;
-:mod:`darknb.synthetic`), selected on that set's validation split, and its backbone is saved as
-a timm-format file with a sidecar of its input statistics (:func:`darknb.models.
-pretrained_stats_file`). Teacher, student and controls then fine-tune from it through the same
+:mod:`darknb.synthetic`), selected on that set's validation split, and saved without its last
+layer (per-frame ViT, temporal BERT blocks, input statistics) with a provenance sidecar
+(:func:`darknb.models.pretrained_stats_file`). Teacher, student and controls then fine-tune from it through the same
 ``pretrained=<path>`` loading a user gives for timm or other weights (``pretrained="pretrain"`` is
 this file). :func:`zero_shot` asks whether a domain gap exists for enhancement to close.
 """
@@ -20,7 +20,13 @@ from darknb.config import RunConfig
 from darknb.data import build_dataset
 from darknb.files import RunDir, save_torch, write_json
 from darknb.models import Teacher, pretrained_stats_file
-from darknb.train import build_classifier, evaluate, fit, load_final_state
+from darknb.train import (
+    build_classifier,
+    evaluate,
+    fit,
+    load_final_state,
+    process_state,
+)
 
 PRETRAIN_DATASET = "synthetic_lit"
 
@@ -60,9 +66,10 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
 
     The classifier normalises with the well-lit training frames' statistics; the epoch is chosen
     on the well-lit validation split (which is also where its accuracy is reported). Writes
-    ``RunDir(cfg.output_dir).pretrained_backbone`` (timm layout: ``pretrained=<that path>`` loads
-    it, position embeddings resampled by timm's own filter) and its ``.json`` sidecar (statistics,
-    classes, provenance). Resumes like every stage (a finished pre-training is not redone).
+    ``RunDir(cfg.output_dir).pretrained_backbone`` (the classifier without its last layer:
+    ``pretrained=<that path>`` loads the ViT through timm's filter, which resamples position
+    embeddings, and the temporal blocks) and its ``.json`` sidecar (statistics, classes,
+    provenance). Resumes like every stage (a finished pre-training is not redone).
     Returns the :func:`darknb.train.fit` result plus ``"backbone"``, ``"stats"``, ``"classes"``.
     """
     pre_cfg = pretrain_config(cfg, epochs=epochs, lr=lr)
@@ -74,17 +81,23 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
         model.std.copy_(torch.tensor(std).view_as(model.std))
     result = fit(model, train_set, val_set, pre_cfg, name="pretrain", val_set=val_set,
                  progress=progress)
-    # fit leaves the selected weights in the model; save the backbone alone (what fine-tuning loads)
+    # the selected weights, all but the classifier (it is for the pre-training classes): the
+    # per-frame ViT, the temporal BERT blocks and the input statistics. Measured: transferring the
+    # ViT alone left every dark arm at chance; the motion reasoning sits in the BERT blocks, as
+    # IG65M's R(2+1)D carries its temporal layers into DarkLight.
     run = RunDir(cfg.output_dir)
     final = load_final_state(run.checkpoint("pretrain"))["model"]
-    backbone = {k.removeprefix("backbone."): v for k, v in final.items() if k.startswith("backbone.")}
-    save_torch(backbone, run.pretrained_backbone)
+    main = process_state().is_main_process  # several processes (torchrun): one writes
+    if main:
+        save_torch({k: v for k, v in final.items() if not k.startswith("head.fc.")},
+                   run.pretrained_backbone)
     info = dict(mean=mean, std=std, classes=list(train_set.classes), dataset=PRETRAIN_DATASET,
                 trained_on=f"darknb synthetic well-lit set: {len(train_set)} clips of "
                            f"{len(train_set.classes)} classes (not the target classes)",
                 model=cfg.model, epochs=epochs, lr=lr, selection=result["selection"],
                 val_top1=result["metrics"]["top1"], checkpoint=str(run.checkpoint("pretrain")))
-    write_json(info, pretrained_stats_file(run.pretrained_backbone))
+    if main:
+        write_json(info, pretrained_stats_file(run.pretrained_backbone))
     return {**result, "backbone": str(run.pretrained_backbone), "stats": {"mean": mean, "std": std},
             "classes": list(train_set.classes), "info": info}
 

@@ -1,33 +1,42 @@
 """Training and evaluation engine on accelerate: teacher, distilled student, and the no-KD control.
 
-The same code runs on a CPU, one GPU or several (``accelerate launch``), with AMP on GPU. Runs are
-deterministic on CPU and resumable: every source of randomness is a pure function of
-(seed, epoch[, index]) — dataset clips (``VideoListDataset.set_epoch``), the shuffle (accelerate's
-seedable sampler), dropout and BERT masks (re-seeded each epoch) — so an interrupted run resumed from
-its last checkpoint gives the same weights as an uninterrupted one. Checkpoints are written
-atomically (temp file + rename) at the end of every epoch and loaded with ``weights_only=True``.
+The same code runs on a CPU, one GPU or several processes (``torchrun`` / ``accelerate launch``;
+gloo on CPUs, NCCL on GPUs), with AMP on GPU. How the model is fed (:mod:`darknb.loader`): workers
+return uint8 clips, which are moved with pinned memory and non-blocking copies and resized /
+cropped / flipped / scaled as a batch on the device. With several processes each one trains on its
+shard of every epoch (the same number of steps each), DDP averages the gradients, evaluation counts
+every video exactly once, and only the main process writes checkpoints.
+
+Runs are deterministic on CPU and resumable: every source of randomness is a pure function of
+(seed, epoch[, index, process]) — dataset clips (the sampler's keys carry the epoch, so persistent
+workers honour it), the shuffle, dropout and BERT masks (re-seeded each epoch) — so an interrupted
+run resumed from its last checkpoint gives the same weights as an uninterrupted one. Checkpoints
+are written atomically (temp file + rename) in a background thread every ``save_every`` epochs and
+loaded with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration
+from accelerate import Accelerator, PartialState
+from accelerate.utils import ProjectConfiguration, gather_object
 from torch import nn
 from tqdm.auto import tqdm
 
-from darknb.config import RunConfig
+from darknb.config import PATH_FIELDS, RunConfig, parse_views, resolve_path
 from darknb.data import (
     CACHE_MANIFEST,
     build_datasets,
-    collate_clips,
     enhanced_cache_dir,
     enhancer_fit_frames,
     prepare_cache,
@@ -35,18 +44,25 @@ from darknb.data import (
 from darknb.distill import TeacherCache, kd_loss
 from darknb.enhance import (
     IdentityEnhancer,
+    ZeroDCE,
     build_enhancer,
     fit_settings,
     fit_zero_reference,
     save_enhancer,
 )
 from darknb.errors import CheckpointError, ConfigError, TrainingError
-from darknb.files import RunDir, read_json, save_torch
+from darknb.files import RunDir, read_json, save_torch, write_json
+from darknb.loader import PIPELINE as CLIP_PIPELINE
+from darknb.loader import ClipKey, batch_clips, collate_raw, make_loader
 from darknb.models import Teacher, create_model
+from darknb.protocol import check_same_dataset, dataset_identity
 
 # Config fields that may differ between a checkpoint and the run resuming it.
 _RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error",
-                      "save_every"}
+                      "save_every", "eval_views", "tracker", "compile"}
+# Loss values are read back from the device every this many steps (and at the end of an epoch):
+# a read waits for the device, and waiting every step would starve it.
+_READ_EVERY = 16
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoints
@@ -56,6 +72,48 @@ _RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_di
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write ``state`` atomically: a crash mid-write leaves the previous checkpoint intact."""
     save_torch(state, path)
+
+
+def _snapshot(obj):
+    """A CPU copy of a (nested) state, so that training can go on changing the original."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, out of the training loop's way (a paper-size
+    checkpoint is 1.1 GB). ``save`` takes a finished CPU snapshot (:func:`_snapshot`), waits for
+    the previous write, and returns; ``wait`` joins the write in flight and re-raises its error.
+    Every write is atomic (:func:`save_checkpoint`)."""
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, path: str | Path, snapshot: dict) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(path, snapshot),
+                                        name=f"darknb-save-{Path(path).name}")
+        self._thread.start()
+
+    def _write(self, path, snapshot) -> None:
+        try:
+            save_checkpoint(path, snapshot)
+        except BaseException as err:  # noqa: BLE001 - handed to the training thread by wait()
+            self._error = err
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -120,7 +178,23 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
         info["source"] = cfg.enhancer_checkpoint or "analytic"
         return enhancer, info
     fitted = RunDir(out_dir).fitted_enhancer(cfg.enhancer)
+    # what the fit was made on: reusing a fit of other data or of another length is refused (one
+    # fit serves every seed of a run: the enhancer is fixed preprocessing, like Zero-DCE's weights)
+    fit_of = {"dataset": dataset_identity(cfg.dataset, [train_dataset]),
+              "steps": cfg.enhancer_fit_steps, "seed": cfg.seed, "protocol": cfg.enhancer_fit}
+    record = RunDir(out_dir).fitted_enhancer_record(cfg.enhancer)
     if fitted.exists() and cfg.resume:
+        saved = read_json(record) if record.is_file() else None
+        if saved is not None:
+            check_same_dataset(saved.get("dataset"), fit_of["dataset"], what=f"fitted enhancer {fitted}")
+            if saved.get("steps") != cfg.enhancer_fit_steps:
+                raise CheckpointError(
+                    f"fitted enhancer {fitted} was fitted with enhancer_fit_steps={saved.get('steps')}, "
+                    f"this run asks for {cfg.enhancer_fit_steps}; delete it or set resume=False to refit")
+            if saved.get("protocol", "short") != cfg.enhancer_fit:
+                raise CheckpointError(
+                    f"fitted enhancer {fitted} was fitted with enhancer_fit={saved.get('protocol', 'short')!r}, "
+                    f"this run asks for {cfg.enhancer_fit!r}; delete it or set resume=False to refit")
         info.update(source=str(fitted), fitted=True, reused=True)
         return build_enhancer(cfg.enhancer, checkpoint=str(fitted), **enhancer_kwargs(cfg)), info
     torch.manual_seed(cfg.seed)  # the fit's starting weights: a function of the seed, not of RNG history
@@ -132,7 +206,13 @@ def build_teacher_enhancer(cfg: RunConfig, train_dataset, out_dir: Path) -> tupl
                                  **settings)
     with torch.no_grad():
         after = enhancer(frames[:16]).clamp(0, 1).mean().item()
-    save_enhancer(enhancer, fitted)
+    if process_state().is_main_process:  # every process fits the same weights; one writes them
+        save_enhancer(enhancer, fitted)
+        write_json(fit_of, record)
+    process_state().wait_for_everyone()
+    # use the weights as a later process reloads them (the loader flushes subnormals): a run fitted
+    # here and one resumed elsewhere then train the same teacher
+    enhancer = build_enhancer(cfg.enhancer, checkpoint=str(fitted), **enhancer_kwargs(cfg))
     info.update(source=str(fitted), fitted=True, steps=cfg.enhancer_fit_steps,
                 fit_protocol=cfg.enhancer_fit, fit_settings=settings,
                 seconds=round(time.perf_counter() - start, 2), frames=int(frames.shape[0]),
@@ -154,6 +234,13 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+def process_state() -> PartialState:
+    """This process's place among the processes of a run (``torchrun`` / ``accelerate launch``):
+    ``.is_main_process``, ``.process_index``, ``.num_processes``, ``main_process_first()``. The
+    same settings as :func:`make_accelerator`'s (accelerate keeps one such state per process)."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def make_accelerator(cfg: RunConfig) -> Accelerator:
     precision = cfg.mixed_precision
     if precision == "auto":
@@ -161,22 +248,53 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
             precision = "no"
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
-                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                                 data_seed=cfg.seed))
+    kwargs: dict[str, Any] = {}
+    if cfg.tracker:
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            raise ConfigError(f"tracker={cfg.tracker!r} needs the tensorboard package "
+                              "(pip install tensorboard), or set tracker=''")
+        run = RunDir(cfg.output_dir)
+        kwargs.update(log_with=cfg.tracker, project_config=ProjectConfiguration(
+            project_dir=str(run.root), logging_dir=str(run.tensorboard)))
+    # cpu=True without a GPU: under torchrun that is what makes accelerate join the processes over
+    # gloo (without it every process trains alone on all the data)
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision, **kwargs)
 
 
-def _loader(dataset, cfg: RunConfig, *, shuffle: bool, batch_size: int | None = None):
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size or cfg.batch_size, shuffle=shuffle,
-        num_workers=cfg.num_workers, collate_fn=collate_clips, pin_memory=torch.cuda.is_available(),
-        persistent_workers=False)  # fresh workers each epoch see the dataset's new epoch
+def lr_at(step: int, *, steps_per_epoch: int, cfg: RunConfig) -> float:
+    """The learning rate at optimiser step ``step`` (0-based): linear warm-up over
+    ``cfg.warmup_epochs`` epochs, then ``cfg.lr`` (``lr_schedule="constant"``) or a cosine from
+    ``cfg.lr`` to 0 at the last step (``"cosine"``)."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    total = max(1, cfg.epochs * steps_per_epoch - warmup)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / total)))
 
 
 def _set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of dropout / BERT masks in one epoch of one process: a function of all three."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def _fast_enhancers(accelerator: Accelerator, *models: nn.Module | None) -> None:
+    """Zero-DCE in bf16 and channels-last where the run is bf16 on a GPU (see ZeroDCE.set_precision)."""
+    if accelerator.device.type != "cuda" or accelerator.mixed_precision != "bf16":
+        return
+    for model in models:
+        for module in (model.modules() if model is not None else ()):
+            if isinstance(module, ZeroDCE):
+                module.set_precision(torch.bfloat16, channels_last=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,31 +304,55 @@ def _set_seed(seed: int) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, *, batch_size: int = 8, num_workers: int = 0,
-             accelerator=None, progress: bool = False) -> dict:
-    """Top-1/top-5 (%), per-class accuracy, confusion matrix and per-video predictions."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers, collate_fn=collate_clips)
-    device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    if accelerator is not None:
-        loader = accelerator.prepare_data_loader(loader)
-    was_training = model.training
-    model.eval()
-    logits, labels, indices = [], [], []
-    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
+             accelerator=None, progress: bool = False, views: str = "1x1", loader=None) -> dict:
+    """Top-1/top-5 (%), per-class accuracy, confusion matrix and per-video predictions.
+
+    ``views`` ``"CxK"``: every video is seen as C temporal clips x K crops and the softmax is
+    averaged (``"1x1"``: the centre clip and crop, DarkLight's test protocol); ``logits`` is then
+    the log of the mean softmax. Recorded as ``metrics["protocol"]``. With an ``accelerator`` of
+    several processes each evaluates its share of the videos and the results are gathered: every
+    video is counted exactly once, and every process returns the same metrics.
+    """
+    clips_per_video, crops = parse_views(views)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    if loader is None:
+        loader = make_loader(dataset, batch_size=batch_size, train=False, num_workers=num_workers,
+                             rank=rank, world=world, views=views,
+                             transform_in_workers=num_workers > 0 and not torch.cuda.is_available())
+    # the bare module: no DDP collectives, processes may run different numbers of batches
+    net = accelerator.unwrap_model(model) if accelerator is not None else model
+    device = accelerator.device if accelerator is not None else next(net.parameters()).device
+    several = clips_per_video * crops > 1
+    was_training = net.training
+    net.eval()
+    scores: dict[int, torch.Tensor] = {}
+    labels: dict[int, int] = {}
+    for batch in tqdm(loader, desc="eval", disable=not progress or rank != 0, leave=False):
         if batch is None:
             continue
-        clips, target, index = batch
-        out = model(clips.to(device)).float()
-        if accelerator is not None:
-            out, target, index = accelerator.gather_for_metrics((out, target.to(device), index.to(device)))
-        logits.append(out.cpu())
-        labels.append(target.cpu())
-        indices.append(index.cpu())
-    model.train(was_training)
-    if not logits:
+        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+            out = net(batch_clips(dataset, batch.to(device))).float().cpu()
+        if several:
+            out = out.softmax(dim=1)
+        for i, y, row in zip(batch.indices.tolist(), batch.labels.tolist(), out):  # CPU copies
+            scores[i] = scores[i] + row if i in scores else row
+            labels[i] = y
+    net.train(was_training)
+    rows = [(i, labels[i], scores[i]) for i in scores]
+    if world > 1:
+        rows = gather_object(rows)
+    if not rows:
         raise TrainingError("evaluate: every test video was skipped; nothing to evaluate")
-    return summarize_predictions(torch.cat(logits), torch.cat(labels), torch.cat(indices),
-                                 num_classes=len(dataset.classes))
+    rows.sort(key=lambda r: r[0])
+    logits = torch.stack([r[2] for r in rows])
+    if several:
+        logits = (logits / (clips_per_video * crops)).clamp_min(1e-12).log()
+    metrics = summarize_predictions(logits, torch.tensor([r[1] for r in rows]),
+                                    torch.tensor([r[0] for r in rows]),
+                                    num_classes=len(dataset.classes))
+    metrics["protocol"] = {"views": views, "clips": clips_per_video, "crops": crops,
+                           "aggregate": "mean softmax" if several else "single view"}
+    return metrics
 
 
 def summarize_predictions(logits: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, *,
@@ -243,7 +385,9 @@ def summarize_predictions(logits: torch.Tensor, labels: torch.Tensor, indices: t
 
 
 def _check_resumable(state: dict, cfg: RunConfig, path: Path) -> None:
-    saved = state.get("config", {})
+    # paths saved relative (before RunConfig resolved them) compare by the same rule
+    saved = {k: resolve_path(v, PATH_FIELDS[k]) if k in PATH_FIELDS and isinstance(v, str) else v
+             for k, v in state.get("config", {}).items()}
     diffs = {k: (saved.get(k), v) for k, v in cfg.to_dict().items()
              if k not in _RESUMABLE_CHANGES and k in saved and saved.get(k) != v}
     if diffs:
@@ -251,6 +395,47 @@ def _check_resumable(state: dict, cfg: RunConfig, path: Path) -> None:
         raise CheckpointError(
             f"checkpoint {str(path)!r} was written with a different configuration ({pretty}); "
             "use another output_dir, delete the checkpoint, or set resume=False")
+
+
+class _LossReader:
+    """Collects each step's loss parts on the device and reads them back in one transfer every
+    :data:`_READ_EVERY` steps: sums for the epoch's record, a clear stop on a non-finite loss."""
+
+    def __init__(self):
+        self.pending: list[tuple[int, int, torch.Tensor]] = []
+        self.sums = torch.zeros(5, dtype=torch.float64)  # loss*n, ce*n, kd*n, correct, n
+
+    def add(self, step: int, global_step: int, parts: dict, logits, target) -> None:
+        n = target.numel()
+        row = torch.stack([parts["loss"].detach().float(), parts["ce"].detach().float(),
+                           parts["kd"].detach().float(),
+                           (logits.detach().argmax(1) == target).sum().float(),
+                           torch.full((), float(n), device=target.device)])
+        self.pending.append((step, global_step, row))
+
+    def read(self, *, name: str, epoch: int, ckpt_path: Path, accelerator) -> dict:
+        """Move the pending values to the CPU; raise on a non-finite loss (on every process at
+        once). Returns the means of what was read (for the tracker)."""
+        values = (torch.stack([row for _, _, row in self.pending]).double().cpu() if self.pending
+                  else torch.zeros(0, 5, dtype=torch.float64))
+        bad = next((k for k, v in enumerate(values) if not torch.isfinite(v[:3]).all()), None)
+        if accelerator.num_processes > 1:  # every process reads at the same steps: no deadlock
+            flag = torch.tensor([0.0 if bad is None else 1.0], device=accelerator.device)
+            if accelerator.reduce(flag, reduction="sum").item() > 0 and bad is None:
+                raise TrainingError(f"{name}: another process met a non-finite loss in epoch "
+                                    f"{epoch + 1}; last good checkpoint: {ckpt_path}")
+        if bad is not None:
+            step, global_step, _ = self.pending[bad]
+            loss, ce, kd = values[bad, :3].tolist()
+            raise TrainingError(
+                f"{name}: non-finite loss {loss} (ce={ce}, kd={kd}) at epoch {epoch + 1}, step "
+                f"{step + 1} (global step {global_step + 1}); last good checkpoint: {ckpt_path}")
+        n = values[:, 4:5]
+        self.sums += torch.cat([values[:, :3] * n, values[:, 3:]], dim=1).sum(0)
+        self.pending = []
+        if not len(values):
+            return {}
+        return {key: float(v) for key, v in zip(("loss", "ce", "kd"), values[:, :3].mean(0))}
 
 
 def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
@@ -261,23 +446,34 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
 
     Selection: with ``val_set``, the model is evaluated on it after every epoch and the epoch of
     the best validation top-1 (the earliest on ties) is the final model (its weights are kept in
-    ``<name>_best.ckpt``); without, the last epoch. The test set never influences the choice.
+    ``<name>_best.ckpt``); without, the last epoch. The test set never influences the choice; it is
+    evaluated with ``cfg.eval_views`` (validation always with the single centre view).
     With ``teacher`` and ``cfg.beta > 0`` the loss is :func:`kd_loss` (teacher in eval mode, frozen);
     otherwise plain cross-entropy (``alpha * CE``). The checkpoint ``<output_dir>/<name>.ckpt`` is
-    rewritten every ``cfg.save_every`` epochs; an existing one is resumed when ``cfg.resume``.
-    Returns ``{"name", "metrics", "history", "checkpoint", "selection", "train_seconds", ...}``.
+    rewritten every ``cfg.save_every`` epochs (and after the last), in the background; an existing
+    one is resumed when ``cfg.resume``.
+
+    Several processes (``torchrun``/``accelerate launch``): ``cfg.batch_size`` is per process, each
+    trains on its shard of every epoch, gradients are averaged; only the main process writes.
+    Returns ``{"name", "metrics", "history", "checkpoint", "selection", "train_seconds", "speed",
+    "steps", "processes", ...}`` (the same on every process but ``steps``, this process's count).
     """
     run = RunDir(cfg.output_dir)
     ckpt_path, best_path = run.checkpoint(name), run.checkpoint(f"{name}_best")
     accelerator = make_accelerator(cfg)
+    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    device = accelerator.device
     _set_seed(cfg.seed)
     use_teacher = teacher is not None and cfg.beta > 0
 
     optimizer = make_optimizer(model, cfg)
+    identity = _identity(cfg, (train_set, val_set, test_set))
     start_epoch, history, best = 0, [], {"epoch": 0, "val_top1": -1.0}
     if ckpt_path.exists() and cfg.resume:
         state = load_checkpoint(ckpt_path)
         _check_resumable(state, cfg, ckpt_path)
+        if identity is not None:
+            check_same_dataset(state.get("dataset"), identity, what=f"checkpoint {ckpt_path}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
@@ -286,105 +482,169 @@ def fit(model: nn.Module, train_set, test_set, cfg: RunConfig, *, name: str,
             raise CheckpointError(f"checkpoint {str(ckpt_path)!r} is at epoch {start_epoch}, past "
                                   f"epochs={cfg.epochs}")
 
-    loader = _loader(train_set, cfg, shuffle=True)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # on a CPU "the device" is the CPU: workers then transform too, instead of the main process
+    in_workers = device.type == "cpu" and cfg.num_workers > 0
+    loader = make_loader(train_set, batch_size=cfg.batch_size, train=True,
+                         num_workers=cfg.num_workers, seed=cfg.seed, rank=rank, world=world,
+                         transform_in_workers=in_workers)
+    if len(loader) == 0:
+        raise TrainingError(f"{name}: the training set is empty")
+    val_loader = None if val_set is None else make_loader(
+        val_set, batch_size=cfg.batch_size, train=False, num_workers=cfg.num_workers, rank=rank,
+        world=world, transform_in_workers=in_workers)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if use_teacher:
-        teacher = teacher.to(accelerator.device).eval()
+        teacher = teacher.to(device).eval()
         teacher.requires_grad_(False)
+    _fast_enhancers(accelerator, model, teacher if use_teacher else None)
+    forward = torch.compile(model) if cfg.compile else model
+    if cfg.tracker:
+        accelerator.init_trackers(name, config=cfg.to_dict())
 
+    writer = CheckpointWriter()
+    steps_per_epoch = len(loader)
+    opt_steps_per_epoch = math.ceil(steps_per_epoch / cfg.grad_accum)
     started = time.perf_counter()
     teacher_seconds = 0.0  # time spent computing teacher logits (not served by the cache)
-    global_step = start_epoch * len(loader)
-    for epoch in range(start_epoch, cfg.epochs):
-        # Dropout / BERT key masks / sampler: a pure function of (seed, epoch) -> exact resume.
-        _set_seed(cfg.seed * 1000 + epoch)
-        train_set.set_epoch(epoch)
-        loader.set_epoch(epoch)
-        model.train()
-        sums = {"loss": 0.0, "ce": 0.0, "kd": 0.0}
-        seen = correct = 0
-        bar = tqdm(loader, desc=f"{name} {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        for step, batch in enumerate(bar):
-            if batch is None:  # every clip of the batch was skipped (on_error="skip")
-                continue
-            clips, target, index = batch
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    logits = model(clips)
-                teacher_logits = None
-                if use_teacher:
-                    tick = time.perf_counter()
-                    teacher_logits, computed = _teacher_logits(teacher, clips, index, cfg, epoch,
-                                                               teacher_cache, accelerator)
-                    if computed:
-                        elapsed = time.perf_counter() - tick
-                        teacher_seconds += elapsed
-                        if teacher_cache is not None:
-                            fill = teacher_cache.fill_seconds
-                            fill[cfg.seed] = fill.get(cfg.seed, 0.0) + elapsed
-                parts = kd_loss(logits.float(), teacher_logits, target, alpha=cfg.alpha,
-                                beta=cfg.beta if use_teacher else 0.0, temperature=cfg.temperature)
-                loss = parts["loss"]
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"{name}: non-finite loss {loss.item()} (ce={parts['ce'].item()}, "
-                        f"kd={parts['kd'].item()}) at epoch {epoch + 1}, step {step + 1} "
-                        f"(global step {global_step + 1}); last good checkpoint: {ckpt_path}")
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            n = target.numel()
-            seen += n
-            correct += (logits.argmax(1) == target).sum().item()
-            for key in sums:
-                sums[key] += parts[key].item() * n
-            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}")
-        if seen == 0:
-            raise TrainingError(f"{name}: epoch {epoch + 1} saw no training clip (all skipped?)")
-        record = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
-                  "train_top1": 100.0 * correct / seen}
-        if val_set is not None:
-            record["val_top1"] = evaluate(model, val_set, batch_size=cfg.batch_size,
-                                          num_workers=cfg.num_workers, accelerator=accelerator)["top1"]
-            if record["val_top1"] > best["val_top1"]:
-                best = {"epoch": epoch + 1, "val_top1": record["val_top1"]}
-                if accelerator.is_main_process:
-                    save_checkpoint(best_path, {"model": accelerator.unwrap_model(model).state_dict(),
-                                                **best, "name": name})
-        history.append(record)
-        accelerator.wait_for_everyone()
-        due = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
-        if due and accelerator.is_main_process:
-            save_checkpoint(ckpt_path, {
-                "model": accelerator.unwrap_model(model).state_dict(),
-                "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
-                "best": best, "config": cfg.to_dict(), "name": name,
-                "classes": list(train_set.classes), **(extra_state or {})})
+    global_step = start_epoch * steps_per_epoch
+    steps, speed, best_weights = 0, [], None
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            # Dropout / BERT key masks: a pure function of (seed, epoch, process) -> exact resume;
+            # clips and the shuffle: of (seed, epoch, index) through the sampler's keys.
+            _set_seed(_epoch_seed(cfg.seed, epoch, rank))
+            if hasattr(train_set, "set_epoch"):  # for dataset[i] in this process; workers read
+                train_set.set_epoch(epoch)       # the epoch from the sampler's keys
+            loader.sampler.set_epoch(epoch)
+            model.train()
+            reader = _LossReader()
+            tick = time.perf_counter()
+            bar = tqdm(loader, desc=f"{name} {epoch + 1}/{cfg.epochs}", disable=not progress or not main,
+                       leave=False)
+            lr = cfg.lr
+            for step, batch in enumerate(bar):
+                if batch is None:  # every clip of the batch was skipped (on_error="skip")
+                    if world > 1:
+                        raise TrainingError(
+                            f"{name}: process {rank} got a batch whose every video failed to "
+                            "decode; with several processes such videos must be dropped before "
+                            "training (build_datasets does it with on_error='skip')")
+                    continue
+                sync = (step + 1) % cfg.grad_accum == 0 or step + 1 == steps_per_epoch
+                lr = lr_at(epoch * opt_steps_per_epoch + step // cfg.grad_accum,
+                           steps_per_epoch=opt_steps_per_epoch, cfg=cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                index = batch.indices  # stays on the CPU: the teacher cache's keys
+                batch = batch.to(device, non_blocking=True)
+                clips, target = batch_clips(train_set, batch), batch.labels
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    with accelerator.autocast():
+                        logits = forward(clips)
+                    teacher_logits = None
+                    if use_teacher:
+                        tick_teacher = time.perf_counter()
+                        teacher_logits, computed = _teacher_logits(teacher, clips, index, cfg, epoch,
+                                                                   teacher_cache, accelerator)
+                        if computed:
+                            elapsed = time.perf_counter() - tick_teacher
+                            teacher_seconds += elapsed
+                            if teacher_cache is not None:
+                                fill = teacher_cache.fill_seconds
+                                fill[cfg.seed] = fill.get(cfg.seed, 0.0) + elapsed
+                    parts = kd_loss(logits.float(), teacher_logits, target, alpha=cfg.alpha,
+                                    beta=cfg.beta if use_teacher else 0.0, temperature=cfg.temperature)
+                    accelerator.backward(parts["loss"] / cfg.grad_accum)
+                if sync:
+                    if cfg.grad_clip > 0:
+                        # the trained parameters only: a frozen module's (stale) grads must not scale them
+                        accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                reader.add(step, global_step, parts, logits, target)
+                global_step += 1
+                steps += 1
+                if (step + 1) % _READ_EVERY == 0 or step + 1 == steps_per_epoch:
+                    means = reader.read(name=name, epoch=epoch, ckpt_path=ckpt_path,
+                                        accelerator=accelerator)
+                    seen = reader.sums[4].item() * world
+                    bar.set_postfix(loss=f"{reader.sums[0].item() / max(1.0, reader.sums[4].item()):.3f}")
+                    if cfg.tracker:
+                        accelerator.log({**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr,
+                                         "train/clips_per_s": seen / (time.perf_counter() - tick)},
+                                        step=global_step)
+            # what a skipped last batch left unread (a no-op otherwise; a collective, as on every process)
+            reader.read(name=name, epoch=epoch, ckpt_path=ckpt_path, accelerator=accelerator)
+            sums = reader.sums.to(device)
+            if world > 1:
+                sums = accelerator.reduce(sums, reduction="sum")
+            loss_sum, ce_sum, kd_sum, correct, seen = sums.cpu().tolist()
+            if seen == 0:
+                raise TrainingError(f"{name}: epoch {epoch + 1} saw no training clip (all skipped?)")
+            seconds = time.perf_counter() - tick
+            speed.append({"epoch": epoch + 1, "seconds": seconds, "clips": int(seen),
+                          "clips_per_s": seen / seconds})
+            record = {"epoch": epoch + 1, "loss": loss_sum / seen, "ce": ce_sum / seen,
+                      "kd": kd_sum / seen, "train_top1": 100.0 * correct / seen, "lr": lr}
+            if val_set is not None:
+                record["val_top1"] = evaluate(model, val_set, accelerator=accelerator,
+                                              loader=val_loader)["top1"]
+                if record["val_top1"] > best["val_top1"]:
+                    best = {"epoch": epoch + 1, "val_top1": record["val_top1"]}
+                    best_weights = _snapshot(accelerator.unwrap_model(model).state_dict())
+                    if main:
+                        writer.save(best_path, {"model": best_weights, **best, "name": name})
+            history.append(record)
+            if cfg.tracker:
+                accelerator.log({f"epoch/{k}": v for k, v in record.items() if k != "epoch"},
+                                step=global_step)
+            due = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
+            if due and main:
+                writer.save(ckpt_path, _snapshot({
+                    "model": accelerator.unwrap_model(model).state_dict(),
+                    "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "history": history,
+                    "best": best, "config": cfg.to_dict(), "name": name,
+                    "classes": list(train_set.classes), "dataset": identity, **(extra_state or {})}))
+    finally:
+        writer.wait()  # an interrupted run still leaves its last checkpoint complete on disk
+        if cfg.tracker:
+            for tracker in accelerator.trackers:
+                tracker.finish()
     seconds = time.perf_counter() - started
+    accelerator.wait_for_everyone()  # the main process's checkpoints are on disk for everyone
     selection = _select_final(accelerator.unwrap_model(model), best, best_path, cfg,
-                              validated=val_set is not None)
+                              validated=val_set is not None, weights=best_weights)
     metrics = evaluate(model, test_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                       accelerator=accelerator, progress=progress)
+                       accelerator=accelerator, progress=progress, views=cfg.eval_views)
     skipped = [s for ds in (train_set, val_set, test_set) for s in getattr(ds, "skipped", [])]
     return {"name": name, "metrics": metrics, "history": history, "checkpoint": str(ckpt_path),
             "selection": selection, "train_seconds": seconds, "teacher_seconds": teacher_seconds,
-            "skipped": skipped}
+            "skipped": skipped, "speed": speed, "steps": steps, "processes": world,
+            "dataset": identity}
+
+
+def _identity(cfg: RunConfig, splits) -> dict | None:
+    """The run's dataset identity (stored in checkpoints), None for datasets without list files."""
+    if not all(hasattr(ds, "list_file") for ds in splits if ds is not None):
+        return None
+    return dataset_identity(cfg.dataset, splits)
 
 
 def _select_final(model: nn.Module, best: dict, best_path: Path, cfg: RunConfig, *,
-                  validated: bool) -> dict:
-    """Load the weights chosen on validation into ``model`` (the last epoch's when not validated)."""
+                  validated: bool, weights: dict | None = None) -> dict:
+    """Load the weights chosen on validation into ``model`` (the last epoch's when not validated):
+    ``weights`` when this run kept them in memory, else ``best_path`` (a resumed run)."""
     if not validated or cfg.epochs == 0:
         return {"selected_on": "last_epoch", "epoch": cfg.epochs}
     if best["epoch"] != cfg.epochs:
-        state = load_checkpoint(best_path)
-        if state.get("epoch") != best["epoch"]:
-            raise CheckpointError(f"{best_path} holds epoch {state.get('epoch')}, but the best "
-                                  f"validation epoch is {best['epoch']}; delete it and resume")
-        model.load_state_dict(state["model"])
+        if weights is None:
+            state = load_checkpoint(best_path)
+            if state.get("epoch") != best["epoch"]:
+                raise CheckpointError(f"{best_path} holds epoch {state.get('epoch')}, but the best "
+                                      f"validation epoch is {best['epoch']}; delete it and resume")
+            weights = state["model"]
+        model.load_state_dict(weights)
     return {"selected_on": "val", "epoch": best["epoch"], "val_top1": best["val_top1"]}
 
 
@@ -460,8 +720,13 @@ def load_final_state(path: str | Path) -> dict:
     return state
 
 
-def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None) -> nn.Module:
+def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = None, *,
+                 splits=None) -> nn.Module:
     """Rebuild the trained teacher (its selected weights, enhancer included) from its checkpoint.
+
+    The teacher must have been trained on the student's data: the same dataset name, class names
+    and list files (``splits``, the student's datasets; built from ``cfg`` when None), else
+    :class:`CheckpointError` names what differs.
 
     A teacher trained with ``teacher_input="enhanced_cache"`` is its classifier behind an identity
     enhancer, with ``.enhanced_cache`` naming the frames it reads: :func:`train_student` then
@@ -469,6 +734,7 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
     ones. An online teacher has ``.enhanced_cache = None``."""
     path = Path(path) if path else RunDir(cfg.output_dir).checkpoint("teacher")
     state = load_final_state(path)
+    _check_data(state, cfg, splits, what=f"teacher checkpoint {str(path)!r}")
     saved = RunConfig.from_params(state.get("config", {}))
     cached = saved.teacher_input == "enhanced_cache"
     enhancer = IdentityEnhancer() if cached else build_enhancer(saved.enhancer, **enhancer_kwargs(saved))
@@ -485,10 +751,20 @@ def load_teacher(cfg: RunConfig, num_classes: int, path: str | Path | None = Non
     return teacher.eval()
 
 
-def load_classifier(cfg: RunConfig, num_classes: int, path: str | Path) -> nn.Module:
+def _check_data(state: dict, cfg: RunConfig, splits, *, what: str) -> None:
+    """Refuse a checkpoint made on other data than ``cfg``'s (``splits``: its datasets, built
+    from ``cfg`` when None): dataset name, class names, list files."""
+    if splits is None:
+        splits = build_datasets(cfg, check_videos=False)
+    check_same_dataset(state.get("dataset"), dataset_identity(cfg.dataset, splits), what=what)
+
+
+def load_classifier(cfg: RunConfig, num_classes: int, path: str | Path, *, splits=None) -> nn.Module:
     """A trained classifier (e.g. a no-KD student, the raw-input teacher of the self-distillation
-    control) with its selected weights, rebuilt from its checkpoint's config; eval mode."""
+    control) with its selected weights, rebuilt from its checkpoint's config; eval mode. Like
+    :func:`load_teacher`, it refuses a checkpoint made on other data."""
     state = load_final_state(path)
+    _check_data(state, cfg, splits, what=f"checkpoint {str(path)!r}")
     saved = RunConfig.from_params(state.get("config", {}))
     model = build_classifier(saved, num_classes)
     try:
@@ -507,6 +783,7 @@ def teacher_cache_for(cfg: RunConfig, teacher: str = "teacher") -> TeacherCache:
     fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
                                            "sampling", "cache_dir")}
     fields["teacher"] = (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) if ckpt.exists() else None
+    fields["clips"] = CLIP_PIPELINE  # a cache filled by another clip pipeline is not reused
     signature = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
     return TeacherCache(run.teacher_cache(teacher), signature=signature)
 
@@ -551,22 +828,18 @@ def fill_teacher_cache(cfg: RunConfig, teacher: nn.Module, cache: TeacherCache, 
     seconds = 0.0
     for epoch in range(cfg.epochs):
         todo = [i for i in range(len(enhanced)) if (cfg.seed, epoch, i) not in cache.store]
-        if not todo:
-            continue
-        enhanced.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(enhanced, todo), batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers, collate_fn=collate_clips)
-        for batch in tqdm(loader, desc=f"teacher targets {epoch + 1}/{cfg.epochs}", disable=not progress,
+        chunks = [todo[k:k + cfg.batch_size] for k in range(0, len(todo), cfg.batch_size)]
+        for chunk in tqdm(chunks, desc=f"teacher targets {epoch + 1}/{cfg.epochs}", disable=not progress,
                           leave=False):
+            # the clip of (seed, epoch, index): the key fit's sampler hands out for it
+            batch = collate_raw([enhanced.raw(ClipKey(i, epoch)) for i in chunk])
             if batch is None:
                 continue
-            clips, _, index = batch
             tick = time.perf_counter()
             with torch.no_grad(), accelerator.autocast():
-                logits = teacher(clips.to(accelerator.device)).float()
+                logits = teacher(batch_clips(enhanced, batch.to(accelerator.device))).float()
             seconds += time.perf_counter() - tick
-            cache.add(cfg.seed, epoch, index.tolist(), logits)
+            cache.add(cfg.seed, epoch, batch.indices.tolist(), logits)
     cache.fill_seconds[cfg.seed] = cache.fill_seconds.get(cfg.seed, 0.0) + seconds
     return seconds
 
@@ -584,7 +857,7 @@ def train_student(cfg: RunConfig, *, kd: bool = True, name: str | None = None,
     train_set, val_set, test_set = build_datasets(cfg)
     num_classes = len(train_set.classes)
     if kd and cfg.beta > 0 and teacher is None:
-        teacher = load_teacher(cfg, num_classes)
+        teacher = load_teacher(cfg, num_classes, splits=(train_set, val_set, test_set))
     prefill_seconds = 0.0
     if kd and cfg.beta > 0 and getattr(teacher, "enhanced_cache", None):
         teacher_cache = teacher_cache if teacher_cache is not None else TeacherCache()

@@ -35,7 +35,10 @@ Which path served the latest read is in :data:`last_backend`; :data:`read_stats`
 per path, so reports can say which backend was used.
 
 Bad input (missing, empty, truncated, corrupt) raises :class:`~darknb.errors.VideoReadError`
-naming the file and the cause. An index at or past the *real* decodable frame count (containers
+naming the file and the cause. A file is *truncated* when decoding stops with an error or yields
+fewer frames than its container claims (an AVI cut in half: 81 claimed, 32 decode); it is refused,
+because a clip sampled from it would silently loop its first frames. ``allow_truncated=True``
+(:func:`probe`, :func:`read_frames`) reads its certain frames instead. An index at or past the *real* decodable frame count (containers
 over-report; :func:`probe` counts by decoding) raises ``VideoReadError`` naming the index and the
 count -- the dataset sampler uses the real count, so it never asks for one.
 """
@@ -46,7 +49,6 @@ import collections
 import fractions
 import os
 import threading
-import warnings
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -108,6 +110,7 @@ class VideoInfo:
     container: str
     has_b_frames: bool
     container_frames: int
+    truncated: bool = False  # decoding failed or gave fewer frames than claimed (see module doc)
 
     @property
     def decord_exact(self) -> bool:
@@ -268,14 +271,11 @@ def _scan(path: Path) -> tuple[VideoInfo, _SeekIndex]:
             n -= 1
             while n > 1 and types[n - 1] == 3:
                 n -= 1
-            warnings.warn(f"{path}: truncated or corrupt ({len(types)} of {claimed} frames decode);"
-                          f" using the first {n} frames, whose indices are certain",
-                          RuntimeWarning, stacklevel=4)
         info = VideoInfo(
             path=str(path), num_frames=n, fps=fps, width=int(ctx.width), height=int(ctx.height),
             codec=str(ctx.name), container=str(container.format.name),
             has_b_frames=bool(getattr(ctx, "has_b_frames", False)),
-            container_frames=claimed,
+            container_frames=claimed, truncated=broken or n < claimed,
         )
     finally:
         container.close()
@@ -308,18 +308,23 @@ def _remember_index(key: tuple, index: _SeekIndex) -> None:
             _INDEX_CACHE.popitem(last=False)
 
 
-def _probe_keyed(path: Path) -> tuple[tuple, VideoInfo]:
+def _probe_keyed(path: Path, allow_truncated: bool = False) -> tuple[tuple, VideoInfo]:
     _check_file(path)
     key = _file_key(path)
     with _PROBE_LOCK:
-        if key in _PROBE_CACHE:
-            return key, _PROBE_CACHE[key]
-    info, index = _scan(path)
-    if info.num_frames <= 0:
-        raise VideoReadError(f"video {path} has no frame that decodes at a certain index")
-    with _PROBE_LOCK:
-        _PROBE_CACHE[key] = info
-    _remember_index(key, index)
+        info = _PROBE_CACHE.get(key)
+    if info is None:
+        info, index = _scan(path)
+        if info.num_frames <= 0:
+            raise VideoReadError(f"video {path} has no frame that decodes at a certain index")
+        with _PROBE_LOCK:
+            _PROBE_CACHE[key] = info
+        _remember_index(key, index)
+    if info.truncated and not allow_truncated:
+        raise VideoReadError(
+            f"video {path} is truncated or corrupt: its container claims {info.container_frames} "
+            f"frames, only the first {info.num_frames} decode at certain indices (re-copy the "
+            "file, or skip it with on_error='skip')")
     return key, info
 
 
@@ -330,22 +335,23 @@ def _seek_index(path: Path, key: tuple) -> _SeekIndex:
         if index is not None:
             _INDEX_CACHE.move_to_end(key)
             return index
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # probe already warned about truncation
-        _, index = _scan(path)
+    _, index = _scan(path)
     _remember_index(key, index)
     return index
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def probe(path: str | os.PathLike, *, allow_truncated: bool = False) -> VideoInfo:
     """Return :class:`VideoInfo` for ``path``; ``num_frames`` is the real decodable count.
+
+    A truncated file raises :class:`VideoReadError` unless ``allow_truncated`` (then
+    ``num_frames`` counts its frames whose indices are certain and ``truncated`` is True).
 
     Counting decodes every frame (single-threaded, without RGB conversion, but checksumming each
     frame for the ``pyav-seek`` path: ~23 ms for 150 frames of 320x240, ~6 ms of it checksums),
     once per file version: results are cached in-process keyed by (path, size, mtime), the seek
     index in a bounded LRU.
     """
-    return _probe_keyed(Path(path))[1]
+    return _probe_keyed(Path(path), allow_truncated)[1]
 
 
 def count_frames(path: str | os.PathLike) -> int:
@@ -531,14 +537,15 @@ def _read_decord(path: Path, unique: list[int], sequential: bool) -> dict[int, n
     return frames
 
 
-def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | None = None
-                ) -> np.ndarray:
+def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | None = None, *,
+                allow_truncated: bool = False) -> np.ndarray:
     """Read exactly the frames ``indices`` of ``path`` as uint8 RGB ``(len(indices), H, W, 3)``.
 
     Order is the order asked; duplicates are allowed. ``backend``: None (decord random access where
     verified exact, else PyAV with verified seeks, else PyAV sequential), ``"pyav"`` (always
     sequential) or ``"decord"`` (random access where exact, else decord sequential). Raises
-    ``VideoReadError`` for an unreadable file or an index outside ``[0, probe(path).num_frames)``.
+    ``VideoReadError`` for an unreadable or truncated file (``allow_truncated``: see :func:`probe`)
+    or an index outside ``[0, probe(path).num_frames)``.
     """
     global last_backend
     if backend not in (None, "decord", "pyav"):
@@ -547,7 +554,7 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
     order = [int(i) for i in indices]
     if not order:
         raise ConfigError(f"read_frames: empty index list for {path}")
-    key, info = _probe_keyed(path)
+    key, info = _probe_keyed(path, allow_truncated)
     bad = [i for i in order if i < 0 or i >= info.num_frames]
     if bad:
         raise VideoReadError(

@@ -23,11 +23,11 @@ def test_every_registered_model_has_a_card():
 
 
 def test_baselines_get_their_own_pretraining():
-    cfg = RunConfig(model="vit_bert", pretrained="vit.pth", baseline_pretrained="ig65m.pth")
+    cfg = RunConfig(model="vit_bert", pretrained="/w/vit.pth", baseline_pretrained="/w/ig65m.pth")
     assert BASELINES["vit_bert"]["r2plus1d_bert"] == "r2plus1d_34_bert"  # the paper's row
-    assert baseline_config(cfg, "r2plus1d_34_bert").pretrained == "ig65m.pth"
-    assert baseline_config(cfg, "two_stream_r2plus1d_34_bert").pretrained == "ig65m.pth"
-    assert baseline_config(cfg, "two_stream_bert").pretrained == "vit.pth"
+    assert baseline_config(cfg, "r2plus1d_34_bert").pretrained == "/w/ig65m.pth"
+    assert baseline_config(cfg, "two_stream_r2plus1d_34_bert").pretrained == "/w/ig65m.pth"
+    assert baseline_config(cfg, "two_stream_bert").pretrained == "/w/vit.pth"
     assert baseline_config(cfg, "r2plus1d_bert").pretrained == ""  # R(2+1)D-18: no weights exist here
     assert baseline_config(cfg, "r2plus1d_34_bert").beta == 0.0
 

@@ -52,7 +52,40 @@ def test_consecutive_centred_in_test(levels):
     assert ds.classes == ["A", "B"]  # from the paths (no mapping_table.txt here)
     assert clip_levels(ds[0][0]) == list(range(11, 19))  # (30 - 8) // 2 = 11
     assert clip_levels(ds[1][0]) == list(range(11, 19))  # same through the AVI (B-frames)
-    assert clip_levels(ds[2][0]) == [0, 1, 2, 3, 4, 0, 1, 2]  # wrap-around (loop)
+    # shorter than the clip: looped, the loop centred (clip middle = video middle, frame 2)
+    assert clip_levels(ds[2][0]) == [3, 4, 0, 1, 2, 3, 4, 0]
+
+
+def test_short_videos_loop_from_a_random_start_in_training(levels):
+    """DarkLight draws the loop's start in training; darknb used to start every loop at 0."""
+    ds = VideoListDataset(levels, "list.txt", num_frames=8, size=16, train=True, seed=1)
+    starts = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        got = clip_levels(ds[2][0])
+        assert got == [(got[0] + k) % 5 for k in range(8)]  # still 8 consecutive looped frames
+        starts.add(got[0])
+    assert len(starts) >= 3
+
+
+def test_multi_view_sampling_spreads_clips_and_crops():
+    import numpy as np
+
+    from darknb.data import crop_box, sample_frame_indices
+
+    starts = [int(sample_frame_indices(30, 8, "consecutive", False, None, clip=k, clips=3)[0])
+              for k in range(3)]
+    assert starts == [0, 11, 22]  # evenly over [0, n - T]; the middle one is the centred clip
+    assert sample_frame_indices(30, 8, "consecutive", False, None)[0] == 11
+    short = [sample_frame_indices(5, 8, "consecutive", False, None, clip=k, clips=5)[0] for k in range(5)]
+    assert sorted(short) == [0, 1, 2, 3, 4]  # every loop start once
+    uni = [sample_frame_indices(30, 5, "uniform", False, None, clip=k, clips=3) for k in range(3)]
+    assert [u[0] for u in uni] == [1, 3, 5] and all(np.all(np.diff(u) == 6) for u in uni)
+    boxes = [crop_box(48, 64, size=16, resize_short=18, train=False, multiscale=False, rng=None,
+                      crop=c, crops=3) for c in range(3)]
+    centre = crop_box(48, 64, size=16, resize_short=18, train=False, multiscale=False, rng=None)
+    assert np.allclose(boxes[1], centre) and boxes[0][1] == 0 and boxes[2][3] == 64
+    assert len({tuple(b[[0, 2]]) for b in boxes}) == 1  # same rows: crops slide along the width
 
 
 def test_consecutive_random_in_train_is_a_function_of_seed_epoch_index(levels):

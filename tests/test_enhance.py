@@ -711,3 +711,40 @@ def test_the_original_fit_settings_resize_whole_frames():
     assert sizes == [(40, 40)]
     with pytest.raises(ConfigError, match="resize"):
         fit_zero_reference(model, dark_frames(2, 36, 48), steps=1, crop=24, resize=40)
+
+
+# ----------------------------------------------------------------------------------------------
+# bf16 / channels-last Zero-DCE (how the teacher runs on a GPU): parity with float32, on CPU
+# ----------------------------------------------------------------------------------------------
+
+def _bf16_parity(model: ZeroDCE, x: torch.Tensor) -> tuple[float, float]:
+    with torch.no_grad():
+        exact = model(x)
+        model.set_precision(torch.bfloat16, channels_last=True)
+        fast = model(x)
+        model.set_precision(None)
+        again = model(x)
+    assert fast.dtype == x.dtype and fast.shape == x.shape
+    assert torch.equal(again, exact)  # switching back restores the exact path
+    diff = (fast - exact).abs()
+    return diff.max().item(), diff.mean().item()
+
+
+# Tolerance on [0, 1] outputs. Measured: original weights 1.5e-3 max / 2.4e-4 mean on dark frames.
+BF16_MAX, BF16_MEAN = 1e-2, 1e-3
+
+
+def test_zerodce_bf16_channels_last_matches_float32_within_tolerance():
+    torch.manual_seed(0)
+    model = ZeroDCE().eval()
+    for conv in model._convs():  # curves well away from identity (the init is near r = 0)
+        nn.init.normal_(conv.weight, 0.0, 0.1)
+    x = dark_frames(4, 48, 64).unsqueeze(0).transpose(1, 2)  # a clip (1, 3, T, H, W)
+    big, mean = _bf16_parity(model, x)
+    assert 0 < big < BF16_MAX and mean < BF16_MEAN  # > 0: bf16 really ran
+
+
+def test_zerodce_bf16_parity_with_the_original_weights():
+    model = ZeroDCE.from_checkpoint(reference_file("zerodce")).eval()
+    big, mean = _bf16_parity(model, dark_frames(4, 64, 80))
+    assert 0 < big < BF16_MAX and mean < BF16_MEAN

@@ -142,3 +142,24 @@ def test_normalisation_statistics_travel_with_the_weights(tmp_path):
     assert not torch.allclose(fresh.mean, model.mean)
     fresh.load_state_dict(model.state_dict())  # the statistics are part of the weights
     assert torch.equal(fresh.mean, model.mean) and torch.equal(fresh.std, model.std)
+
+
+def test_a_pretrained_video_classifier_transfers_all_but_its_classifier(tmp_path):
+    """darknb's pre-training file (a whole classifier for OTHER classes, without head.fc) loads
+    through pretrained=<path>: ViT, temporal blocks and statistics; the classifier is new."""
+    torch.manual_seed(1)
+    source = create_model("vit_bert_tiny", 10)
+    with torch.no_grad():
+        source.mean.fill_(0.3)
+    path = tmp_path / "pretrained.pth"
+    torch.save({k: v for k, v in source.state_dict().items() if not k.startswith("head.fc.")}, path)
+    model = create_model("vit_bert_tiny", 4, pretrained=str(path))
+    target = model.state_dict()
+    for key, value in source.state_dict().items():
+        if key.startswith("head.fc."):
+            assert target[key].shape != value.shape  # 4 classes, not 10: a fresh classifier
+        else:
+            assert torch.equal(target[key], value), key
+    torch.save({"backbone.nonsense": torch.zeros(3)}, tmp_path / "wrong.pth")
+    with pytest.raises(CheckpointError, match="wrong.pth"):
+        create_model("vit_bert_tiny", 4, pretrained=str(tmp_path / "wrong.pth"))

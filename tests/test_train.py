@@ -223,3 +223,115 @@ def test_validation_selects_the_final_epoch_and_never_sees_test(tiny_synthetic, 
     model.load_state_dict(final)
     again = evaluate(model, test, batch_size=4)
     assert again["pred"] == result["metrics"]["pred"]
+
+
+def test_learning_rate_schedule_warmup_then_cosine(cfg, tmp_path):
+    from darknb.train import lr_at
+
+    cos = cfg.replace(epochs=4, lr=1e-3, lr_schedule="cosine", warmup_epochs=1)
+    lrs = [lr_at(s, steps_per_epoch=5, cfg=cos) for s in range(20)]
+    assert lrs[:5] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4, 1e-3])  # linear warm-up
+    assert all(a > b for a, b in zip(lrs[5:], lrs[6:])) and lrs[-1] < 0.02 * 1e-3  # cosine to ~0
+    flat = cfg.replace(lr_schedule="constant", warmup_epochs=0)
+    assert {lr_at(s, steps_per_epoch=5, cfg=flat) for s in range(20)} == {cfg.lr}  # constant
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        cfg.replace(lr_schedule="step")
+    train, _, test = build_datasets(cfg)
+    run = cfg.replace(lr_schedule="cosine", epochs=3, output_dir=str(tmp_path / "c"))
+    result = fit(build_classifier(cfg, 3), train, test, run, name="m", progress=False)
+    epoch_lrs = [h["lr"] for h in result["history"]]
+    assert epoch_lrs[0] > epoch_lrs[1] > epoch_lrs[2] >= 0
+    assert load_checkpoint(result["checkpoint"])["config"]["lr_schedule"] == "cosine"
+
+
+def test_multi_view_evaluation_averages_softmax_and_is_recorded(cfg):
+    import math
+
+    from darknb.reports import stage_summary
+
+    _, _, test = build_datasets(cfg)
+    model = build_classifier(cfg, 3)
+    single = evaluate(model, test)
+    multi = evaluate(model, test, views="3x3")
+    assert single["protocol"] == {"views": "1x1", "clips": 1, "crops": 1, "aggregate": "single view"}
+    assert multi["protocol"]["aggregate"] == "mean softmax" and multi["protocol"]["clips"] == 3
+    assert multi["num_videos"] == single["num_videos"] == len(test)
+    assert multi["indices"] == list(range(len(test)))
+    for row in multi["logits"]:  # log of a probability vector
+        assert sum(math.exp(v) for v in row) == pytest.approx(1.0, abs=1e-5)
+    assert multi["logits"] != single["logits"]
+    with pytest.raises(ConfigError, match="eval_views"):
+        cfg.replace(eval_views="10x2")
+    summary = stage_summary({"metrics": multi}, cfg=cfg.replace(eval_views="3x3"))
+    assert summary["protocol"]["views"] == "3x3" and summary["config"]["eval_views"] == "3x3"
+
+
+def test_tensorboard_tracker_logs_losses_lr_speed_and_validation(cfg):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train, _, test = build_datasets(cfg)
+    run = cfg.replace(tracker="tensorboard", epochs=1)
+    fit(build_classifier(cfg, 3), train, test, run, name="m", val_set=test, progress=False)
+    logs = Path(run.output_dir) / "tensorboard" / "m"
+    events = EventAccumulator(str(logs)).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/ce", "train/kd", "train/lr", "train/clips_per_s",
+            "epoch/val_top1"} <= tags
+
+
+def test_checkpoint_writer_writes_in_the_background_atomically(tmp_path):
+    from darknb.errors import OutputError
+    from darknb.train import CheckpointWriter, _snapshot
+
+    weights = {"w": torch.ones(3)}
+    writer = CheckpointWriter()
+    writer.save(tmp_path / "a.ckpt", _snapshot({"model": weights, "epoch": 1}))
+    weights["w"].add_(1)  # training goes on: the snapshot is unaffected
+    writer.wait()
+    assert torch.equal(load_checkpoint(tmp_path / "a.ckpt")["model"]["w"], torch.ones(3))
+    assert not list(tmp_path.glob("*.tmp"))
+    (tmp_path / "b.ckpt").mkdir()  # a folder where the checkpoint should go: the write fails
+    writer.save(tmp_path / "b.ckpt", {"model": {}})
+    with pytest.raises(OutputError, match="b.ckpt"):
+        writer.wait()
+
+
+@pytest.mark.slow  # ~20 s of dynamo tracing on 2 loaded cores
+def test_compile_option_trains_through_torch_compile(cfg, monkeypatch):
+    """compile=True steps a torch.compile'd model (dynamo's eager backend here: the real
+    inductor build takes minutes on 2 cores); checkpoints hold the plain module's keys."""
+    calls = []
+    real = torch.compile
+
+    def compile_eager(model, **kw):
+        calls.append(type(model).__name__)
+        return real(model, backend="eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
+    train, _, test = build_datasets(cfg)
+    run = cfg.replace(compile=True, epochs=1)
+    model = build_classifier(cfg, 3)
+    result = fit(model, train, test, run, name="m", progress=False)
+    assert calls == ["ViTBERT"]
+    assert set(load_checkpoint(result["checkpoint"])["model"]) == set(model.state_dict())
+
+
+def test_any_dataset_of_float_clips_still_trains_and_evaluates(cfg):
+    """A dataset without the uint8 half (no ``raw``): its own (clip, label, index) items are used."""
+
+    class Plain(torch.utils.data.Dataset):
+        classes = ["a", "b", "c"]
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return torch.rand(3, 4, 32, 32, generator=g), i % 3, i
+
+    result = fit(build_classifier(cfg, 3), Plain(), Plain(), cfg.replace(epochs=1), name="p",
+                 progress=False)
+    assert result["metrics"]["num_videos"] == 6 and result["steps"] == 2
+    with pytest.raises(ConfigError, match="views"):
+        evaluate(build_classifier(cfg, 3), Plain(), views="2x1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -242,9 +241,10 @@ def test_seek_truncated_avi_exact_or_error(long_videos, tmp_path, frac):
     data = src.read_bytes()
     p = tmp_path / f"cut{int(frac * 100)}.avi"
     p.write_bytes(data[: int(len(data) * frac)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        info = video.probe(p)
+    with pytest.raises(VideoReadError, match=f"{p.name} is truncated"):
+        video.probe(p)  # refused by default: a clip from it would loop its first frames
+    info = video.probe(p, allow_truncated=True)
+    assert info.truncated
     n = info.num_frames
     assert 0 < n < LONG
     rng = np.random.default_rng(2)
@@ -252,7 +252,7 @@ def test_seek_truncated_avi_exact_or_error(long_videos, tmp_path, frac):
     for start in rng.integers(n // 2, max(n // 2 + 1, n - 32), 6).tolist() + [n - 32]:
         idx = list(range(start, min(start + 32, n)))
         try:
-            frames = video.read_frames(p, idx)
+            frames = video.read_frames(p, idx, allow_truncated=True)
         except VideoReadError as exc:  # allowed, but must name the file
             assert p.name in str(exc)
             continue
@@ -260,7 +260,9 @@ def test_seek_truncated_avi_exact_or_error(long_videos, tmp_path, frac):
         assert _long_indices(frames) == idx, f"{idx[:3]}... via {video.last_backend}"
     assert "pyav-seek" in used or n < 64
     with pytest.raises(VideoReadError, match="out of range"):
-        video.read_frames(p, [n])
+        video.read_frames(p, [n], allow_truncated=True)
+    with pytest.raises(VideoReadError, match="truncated"):
+        video.read_frames(p, [0])
 
 
 def test_rgb_converter_matches_to_ndarray(long_videos):
@@ -300,18 +302,21 @@ def test_truncated_file(videos, kind, tmp_path):
     data = src.read_bytes()
     p = tmp_path / ("cut" + src.suffix)
     p.write_bytes(data[: len(data) * 2 // 3])
+    # refused by default, naming the file (an MP4 with its index at the end does not even open)
+    with pytest.raises(VideoReadError, match="cut"):
+        video.probe(p)
+    with pytest.raises(VideoReadError, match="cut"):
+        video.read_frames(p, [0])
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # "timestamps jump": expected here
-            info = video.probe(p)
+        info = video.probe(p, allow_truncated=True)
     except VideoReadError as exc:  # MP4 with its index at the end: unreadable, and said so
         assert "cut" in str(exc)
         return
-    assert 0 < info.num_frames < N  # the real count, not the header's
+    assert info.truncated and 0 < info.num_frames < N  # the real count, not the header's
     last = info.num_frames - 1
-    assert _indices(video.read_frames(p, [last, 0])) == [last, 0]
+    assert _indices(video.read_frames(p, [last, 0], allow_truncated=True)) == [last, 0]
     with pytest.raises(VideoReadError, match=f"index {N - 1} out of range.*{info.num_frames}"):
-        video.read_frames(p, [N - 1])
+        video.read_frames(p, [N - 1], allow_truncated=True)
 
 
 def test_index_past_end_and_negative(videos):
