@@ -243,6 +243,12 @@ class ViTBERT(nn.Module):
         backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         head = {k.removeprefix("head."): v for k, v in state.items()
                 if k.startswith("head.") and not k.startswith("head.fc.")}
+        pos, want = head.get("pos_embed"), self.head.pos_embed.shape[1] - 1
+        if pos is not None and pos.shape[1] - 1 != want and want % (pos.shape[1] - 1) == 0:
+            # several streams of the same frames (two-stream: raw, then gamma): each stream's tokens
+            # get the pre-trained frame positions; the CLS position stays first
+            repeats = want // (pos.shape[1] - 1)
+            head["pos_embed"] = torch.cat([pos[:, :1], pos[:, 1:].repeat(1, repeats, 1)], dim=1)
         try:
             self.backbone.load_state_dict(checkpoint_filter_fn(backbone, self.backbone))
             missing, unexpected = self.head.load_state_dict(head, strict=False)

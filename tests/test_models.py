@@ -160,6 +160,9 @@ def test_a_pretrained_video_classifier_transfers_all_but_its_classifier(tmp_path
             assert target[key].shape != value.shape  # 4 classes, not 10: a fresh classifier
         else:
             assert torch.equal(target[key], value), key
+    two = create_model("two_stream_bert_tiny", 4, pretrained=str(path))  # raw + gamma streams
+    pos = source.state_dict()["head.pos_embed"]
+    assert torch.equal(two.head.pos_embed, torch.cat([pos[:, :1], pos[:, 1:], pos[:, 1:]], dim=1))
     torch.save({"backbone.nonsense": torch.zeros(3)}, tmp_path / "wrong.pth")
     with pytest.raises(CheckpointError, match="wrong.pth"):
         create_model("vit_bert_tiny", 4, pretrained=str(tmp_path / "wrong.pth"))
