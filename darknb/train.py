@@ -667,8 +667,15 @@ def _teacher_logits(teacher, clips, index, cfg, epoch, cache, accelerator):
 
 def ensure_enhanced_cache(cfg: RunConfig, enhancer: nn.Module) -> dict:
     """Write (or reuse) ``cfg``'s enhanced frame cache: ``enhancer`` on native-resolution frames,
-    then the raw cache's resize (:func:`darknb.data.prepare_cache`). Returns where and what."""
-    report = prepare_cache(cfg, enhancer=enhancer)  # short side: the raw cache's
+    then the raw cache's resize (:func:`darknb.data.prepare_cache`). Returns where and what.
+    Under several processes the main one writes it; the others then find it complete."""
+    state = process_state()
+    with state.main_process_first():
+        if state.is_main_process:
+            report = prepare_cache(cfg, enhancer=enhancer)  # short side: the raw cache's
+        else:  # the main process wrote it: read, write nothing
+            report = read_json(enhanced_cache_dir(cfg) / CACHE_MANIFEST)
+            report = {**report, "written": 0, "reused": len(report["videos"])}
     return {"dir": str(enhanced_cache_dir(cfg)), "short_side": report["short_side"],
             "written": report["written"], "reused": report["reused"], "seconds": report["seconds"],
             "enhancer": report["enhancer"]}

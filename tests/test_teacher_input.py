@@ -28,7 +28,7 @@ def cfg(tiny_synthetic, tmp_path):
     # the tiny set's raw cache is beside it (cache_dir="auto"); its clips are also video files
     return RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path / "online"), epochs=2,
                      batch_size=4, num_frames=4, size=32, sampling="uniform", enhancer="none",
-                     seed=0, save_every=1, val_fraction=0.0, pretrained="")
+                     seed=0, save_every=1, val_fraction=0.0, pretrained="", teacher_input="online")
 
 
 def test_enhanced_cache_is_enhance_then_the_raw_resize(cfg, tmp_path):

@@ -25,7 +25,7 @@ from darknb.train import (
 def cfg(tiny_synthetic, tmp_path):
     return RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path / "run"), epochs=2,
                      batch_size=4, lr=3e-4, num_frames=4, size=32, sampling="uniform",
-                     enhancer="gamma", seed=0, save_every=1, pretrained="",
+                     enhancer="gamma", seed=0, save_every=1, pretrained="", teacher_input="online",
                      val_fraction=0.0)  # 2 scenes: too few to hold one out (see test_validation_*)
 
 
