@@ -47,6 +47,7 @@ from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
 from darknb.synthetic import (  # SYNTHETIC_CLASSES, make_synthetic_dark: re-exported
     SYNTHETIC_CLASSES,
     make_synthetic_dark,
+    stored_spec,
     synthetic_is_current,
 )
 from darknb.video import probe, read_frames
@@ -941,7 +942,8 @@ def ensure_dataset(cfg: RunConfig) -> Path:
             raise ConfigError("the synthetic set lives in its frame cache: cache_dir must not be "
                               "empty (default 'auto')")
         if not synthetic_is_current(root, cfg.frame_cache):
-            make_synthetic_dark(root, cache_dir=cfg.frame_cache)
+            # a set already in root keeps its spec (its cache is rendered again, identically)
+            make_synthetic_dark(root, cache_dir=cfg.frame_cache, spec=stored_spec(root))
         return root
     if not root.is_dir():
         raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "

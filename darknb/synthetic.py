@@ -48,7 +48,8 @@ from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest
 from darknb.video import probe, read_frames, write_video
 
 __all__ = ["Darkening", "MANIFEST", "PRETRAIN_CLASSES", "SYNTHETIC_CLASSES", "SyntheticSpec",
-           "TARGET_CLASSES", "WellLit", "make_synthetic_dark", "render_lit", "synthetic_is_current"]
+           "TARGET_CLASSES", "WellLit", "make_synthetic_dark", "render_lit", "stored_spec",
+           "synthetic_is_current"]
 
 MANIFEST = "synthetic.json"  # the set's parameters and file hashes; written last: a complete set
 _VERSION = 3                 # bump when rendering changes, so stale sets are regenerated
@@ -373,6 +374,24 @@ def make_synthetic_dark(root: str | os.PathLike, *, cache_dir: str | os.PathLike
 def _write_list(path: Path, text: str) -> str:
     write_text(text, path)
     return sha256_file(path)
+
+
+def stored_spec(root: str | os.PathLike) -> SyntheticSpec | None:
+    """The spec of the set rendered in ``root`` by this darknb version, or None (absent, damaged
+    manifest or another version). Re-rendering a set with it reproduces the same bytes, e.g. into
+    another frame cache, instead of replacing the set with the default one."""
+    try:
+        params = dict(read_json(Path(root) / MANIFEST)["params"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if params.pop("version", None) != _VERSION:
+        return None
+    try:
+        well_lit, darkening = WellLit(**params.pop("well_lit")), Darkening(**params.pop("darkening"))
+        darkening = dataclasses.replace(darkening, jitter=tuple(darkening.jitter))
+        return SyntheticSpec(**params, well_lit=well_lit, darkening=darkening)
+    except (KeyError, TypeError, ConfigError):
+        return None
 
 
 def synthetic_is_current(root: str | os.PathLike, cache_dir: str | os.PathLike) -> bool:

@@ -15,8 +15,10 @@ from darknb.synthetic import (
     PRETRAIN_CLASSES,
     TARGET_CLASSES,
     Darkening,
+    SyntheticSpec,
     make_synthetic_dark,
     render_lit,
+    stored_spec,
     synthetic_is_current,
 )
 
@@ -120,6 +122,24 @@ def test_deterministic_noop_and_regenerated_when_changed(synth, tmp_path):
     assert json.loads(manifest.read_text())["files"] == a
     c = make_synthetic_dark(tmp_path / "seed4", **dict(SMALL, seed=4))
     assert json.loads((c / "synthetic.json").read_text())["files"] != a
+
+
+def test_a_set_given_a_new_cache_keeps_its_spec(synth, tmp_path):
+    """ensure_dataset with another cache_dir renders the same set into it: it never replaces a
+    small set with the default one (the failure that broke a shared test fixture)."""
+    from darknb.config import RunConfig
+    from darknb.data import ensure_dataset
+
+    assert stored_spec(synth) == SyntheticSpec(**SMALL)
+    before = json.loads((synth / "synthetic.json").read_text())
+    cfg = RunConfig(data_root=str(synth), cache_dir=str(tmp_path / "other_cache"))
+    ensure_dataset(cfg)
+    assert json.loads((synth / "synthetic.json").read_text())["params"] == before["params"]
+    assert (tmp_path / "other_cache" / CACHE_MANIFEST).is_file()
+    rel = next(iter(before["files"]))
+    assert np.array_equal(np.load(cache_file(tmp_path / "other_cache", rel)),
+                          np.load(cache_file(default_cache_dir(synth), rel)))
+    assert stored_spec(tmp_path / "nothing_here") is None
 
 
 def test_datasets_read_the_three_splits_and_the_pretraining_set(synth):
