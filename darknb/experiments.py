@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from darknb.enhance import build_enhancer
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
 from darknb.flops import count_flops, count_parameters, measure_latency
+from darknb.jobs import Task, run_tasks
 from darknb.models import NativeResolutionTeacher, Teacher, create_model
 from darknb.protocol import CUSTOM
 from darknb.reports import reported_table
@@ -104,7 +106,14 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     return table
 
 
-def clip_norm_control(cfg: RunConfig, *, seed: int, progress: bool = False) -> dict:
+def _control_arm(controls: RunConfig, arm: str, *, progress: bool = False) -> dict:
+    name = arm_name(arm, controls.seed)
+    if arm == "teacher":
+        return train_teacher(controls, name=name, progress=progress)
+    return train_student(controls, kd=False, name=name, progress=progress)
+
+
+def clip_norm_control(cfg: RunConfig, *, seed: int, jobs: int = 1, progress: bool = False) -> dict:
     """The per-clip standardisation control: the teacher and the no-KD student of ``seed`` trained
     again with ``input_norm="clip"`` (everything else equal), in ``<output_dir>/controls``.
     Returns both test top-1 (%) and the difference, next to the same seed's main runs."""
@@ -116,8 +125,10 @@ def clip_norm_control(cfg: RunConfig, *, seed: int, progress: bool = False) -> d
     fitted = run.fitted_enhancer(cfg.enhancer)
     if cfg.enhancer in ("zerodce", "zerodce++") and not cfg.enhancer_checkpoint and fitted.is_file():
         controls = controls.replace(enhancer_checkpoint=str(fitted))
-    teacher = train_teacher(controls, name=arm_name("teacher", seed), progress=progress)
-    student = train_student(controls, kd=False, name=arm_name("student_no_kd", seed), progress=progress)
+    run_arm = partial(_control_arm, progress=progress)
+    done = run_tasks([Task(arm, run_arm, (controls, arm)) for arm in ("teacher", "student_no_kd")],
+                     jobs=jobs)  # independent: side by side when jobs allow
+    teacher, student = done["teacher"], done["student_no_kd"]
     main = {arm: read_json(run.stage(arm_name(arm, seed)))["top1"]
             for arm in ("teacher", "student_no_kd") if run.stage(arm_name(arm, seed)).is_file()}
     return {"seed": int(seed), "input_norm": "clip",

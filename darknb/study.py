@@ -21,6 +21,9 @@ the test split is evaluated once per final model.
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -28,6 +31,7 @@ from darknb.config import RunConfig
 from darknb.data import build_datasets
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
+from darknb.jobs import Task, run_tasks
 from darknb.reports import save_stage
 from darknb.stats import (
     correct_by_video,
@@ -38,6 +42,8 @@ from darknb.stats import (
     paired_seed_test,
 )
 from darknb.train import (
+    build_teacher_enhancer,
+    ensure_enhanced_cache,
     load_classifier,
     load_teacher,
     teacher_cache_for,
@@ -102,19 +108,36 @@ def train_arm(cfg: RunConfig, arm: str, *, progress: bool = False) -> dict:
     return result
 
 
-def train_teachers(cfg: RunConfig, seeds, *, progress: bool = False) -> dict[int, dict]:
-    """The enhanced-input teacher for every seed."""
-    return {int(s): train_arm(cfg.replace(seed=int(s)), "teacher", progress=progress) for s in seeds}
+def prepare_teachers(cfg: RunConfig) -> None:
+    """What every seed's teacher reads, made once before the seeds' runs start (side by side they
+    would race to make it): the fitted enhancer and, with ``teacher_input="enhanced_cache"``, the
+    enhanced frame cache. Both are reused when present."""
+    splits = build_datasets(cfg)
+    enhancer, _ = build_teacher_enhancer(cfg, splits.train, Path(cfg.output_dir))
+    if cfg.teacher_input == "enhanced_cache":
+        ensure_enhanced_cache(cfg, enhancer)
 
 
-def train_students(cfg: RunConfig, seeds, *, progress: bool = False) -> dict[str, dict[int, dict]]:
+def train_teachers(cfg: RunConfig, seeds, *, jobs: int = 1, progress: bool = False) -> dict[int, dict]:
+    """The enhanced-input teacher for every seed; ``jobs`` of them side by side (see
+    :mod:`darknb.jobs`; 0: one per core on a CPU)."""
+    prepare_teachers(cfg)
+    run = partial(train_arm, progress=progress)
+    return run_tasks([Task(int(s), run, (cfg.replace(seed=int(s)), "teacher")) for s in seeds],
+                     jobs=jobs)
+
+
+def train_students(cfg: RunConfig, seeds, *, jobs: int = 1,
+                   progress: bool = False) -> dict[str, dict[int, dict]]:
     """For every seed: the no-KD student, the student distilled from that seed's enhanced teacher
-    and the one distilled from that seed's no-KD student (self-distillation control)."""
-    results: dict[str, dict[int, dict]] = {arm: {} for arm in STUDENT_ARMS}
-    for seed in seeds:
-        for arm in STUDENT_ARMS:
-            results[arm][int(seed)] = train_arm(cfg.replace(seed=int(seed)), arm, progress=progress)
-    return results
+    and the one distilled from that seed's no-KD student (self-distillation control); ``jobs``
+    runs side by side, a self-distilled student after its seed's no-KD one."""
+    run = partial(train_arm, progress=progress)
+    tasks = [Task((arm, int(s)), run, (cfg.replace(seed=int(s)), arm),
+                  after=(("student_no_kd", int(s)),) if arm == "student_selfkd" else ())
+             for arm in STUDENT_ARMS for s in seeds]
+    done = run_tasks(tasks, jobs=jobs)
+    return {arm: {int(s): done[(arm, int(s))] for s in seeds} for arm in STUDENT_ARMS}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,5 +297,6 @@ def split_sizes(cfg: RunConfig) -> dict:
 
 
 __all__ = ["ARMS", "COMPARISONS", "STUDENT_ARMS", "arm_name", "train_arm", "compare_arms", "comparisons_table", "seed_table",
-           "split_sizes", "study_findings", "summarize_arm", "train_students", "train_teachers",
+           "prepare_teachers", "split_sizes", "study_findings", "summarize_arm", "train_students",
+           "train_teachers",
            "write_study"]
