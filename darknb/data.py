@@ -40,7 +40,7 @@ from darknb.config import RunConfig
 from darknb.enhance import enhancer_signature
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 from darknb.files import RunDir, read_json, save_npy, write_json
-from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest
+from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest, read_cached
 from darknb.loader import ClipKey, ClipTransform, RawClip, collate_raw
 from darknb.registry import Registry
 from darknb.synthetic import MANIFEST as SYNTHETIC_MANIFEST
@@ -433,7 +433,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         if rel not in self._frame_counts:
             cache = self._cached_path(rel)
             if cache is not None:
-                n = int(np.load(cache, mmap_mode="r").shape[0])
+                n = int(read_cached(cache).shape[0])
             else:
                 n = probe(self.root / rel).num_frames
             self._frame_counts[rel] = n
@@ -461,8 +461,8 @@ class VideoListDataset(torch.utils.data.Dataset):
     def _load(self, rel: str, indices: np.ndarray) -> np.ndarray:
         cache = self._cached_path(rel)
         if cache is not None:
-            arr = np.load(cache, mmap_mode="r")  # (N, h, w, 3) uint8, short side already resized
-            return np.ascontiguousarray(arr[indices])
+            arr = read_cached(cache)  # (N, h, w, 3) uint8, short side already resized
+            return np.ascontiguousarray(arr[indices])  # a copy: the cached array is shared
         return read_frames(self.root / rel, indices.tolist(), backend=self.backend)
 
     # ---------------------------------------------------------------- items

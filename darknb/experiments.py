@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from darknb.config import RunConfig
-from darknb.data import build_datasets
+from darknb.data import build_datasets, enhanced_cache_dir
 from darknb.enhance import build_enhancer
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
 from darknb.flops import count_flops, count_parameters, measure_latency
+from darknb.framecache import CACHE_MANIFEST
 from darknb.jobs import Task, run_tasks
 from darknb.models import NativeResolutionTeacher, Teacher, create_model
 from darknb.protocol import CUSTOM
@@ -125,6 +126,10 @@ def clip_norm_control(cfg: RunConfig, *, seed: int, jobs: int = 1, progress: boo
     fitted = run.fitted_enhancer(cfg.enhancer)
     if cfg.enhancer in ("zerodce", "zerodce++") and not cfg.enhancer_checkpoint and fitted.is_file():
         controls = controls.replace(enhancer_checkpoint=str(fitted))
+    # and its enhanced frames (the normalisation comes after them): the main teachers' cache when
+    # 02_teacher wrote one (it is checked against the enhancer's weights before use)
+    if cfg.teacher_input == "enhanced_cache" and (enhanced_cache_dir(cfg) / CACHE_MANIFEST).is_file():
+        controls = controls.replace(enhanced_cache_dir=str(enhanced_cache_dir(cfg)))
     run_arm = partial(_control_arm, progress=progress)
     done = run_tasks([Task(arm, run_arm, (controls, arm)) for arm in ("teacher", "student_no_kd")],
                      jobs=jobs)  # independent: side by side when jobs allow

@@ -57,8 +57,9 @@ def resolve_jobs(jobs: int, n_tasks: int) -> int:
     return max(1, min(int(jobs), int(n_tasks)))
 
 
-def _start_worker(threads: int) -> None:
+def _run_with_threads(threads: int, fn: Callable[..., Any], *args) -> Any:
     torch.set_num_threads(threads)
+    return fn(*args)
 
 
 def _ready(task: Task, done: set) -> bool:
@@ -84,16 +85,18 @@ def run_tasks(tasks: Sequence[Task], *, jobs: int = 0) -> dict:
             results[task.key] = task.fn(*task.args)
         return results
 
+    # a fixed share of the cores per run, whatever the timing: a run's result does not depend on
+    # which runs happened to finish first
     threads = max(1, available_cores() // jobs)
     pending = list(tasks)
     running: dict = {}
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(threads,))
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
         while pending or running:
-            for task in [t for t in pending if _ready(t, results)][:jobs - len(running)]:
+            starting = [t for t in pending if _ready(t, results)][:jobs - len(running)]
+            for task in starting:
                 pending.remove(task)
-                running[executor.submit(task.fn, *task.args)] = task
+                running[executor.submit(_run_with_threads, threads, task.fn, *task.args)] = task
             if not running:
                 raise ConfigError(f"run_tasks: tasks {[t.key for t in pending]} wait on each other")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)

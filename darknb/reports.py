@@ -513,6 +513,15 @@ def demo_results_markdown(summary: dict) -> str:
         from darknb.study import study_findings  # lazy: the study module trains
 
         lines += [""] + [f"- {line}" for line in study_findings(summary)]
+    control = (summary.get("ablation") or {}).get("clip_norm_control")
+    if control:
+        main = control.get("main_runs_input_norm_backbone") or {}
+        lines.append(f"- Control, per-clip standardisation instead of the pre-training statistics "
+                     f"(seed {control['seed']}): teacher {format_number(control['teacher_top1'])} %, "
+                     f"no-KD student {format_number(control['student_no_kd_top1'])} % (teacher - "
+                     f"no-KD {control['teacher_minus_no_kd']:+.1f} points); the main runs of that "
+                     f"seed: teacher {format_number(main.get('teacher'))} %, no-KD student "
+                     f"{format_number(main.get('student_no_kd'))} %.")
     return "\n".join(lines)
 
 

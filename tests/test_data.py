@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -181,3 +182,27 @@ def test_dataloader_workers_match_main_process(synth):
     clips, labels, index = next(iter(loader))
     for k in range(4):
         assert torch.equal(clips[k], ds[int(index[k])][0])
+
+
+def test_small_cache_files_are_kept_in_memory_and_reread_when_rewritten(tmp_path, monkeypatch):
+    from darknb.files import save_npy
+    from darknb.framecache import SMALL_FILE, read_cached
+
+    path = tmp_path / "clip.mp4.npy"
+    frames = np.arange(4 * 6 * 6 * 3, dtype=np.uint8).reshape(4, 6, 6, 3)
+    save_npy(frames, path)
+    first = read_cached(path)
+    assert np.array_equal(first, frames) and not first.flags.writeable
+    assert read_cached(path) is first  # from memory
+    os.utime(path, ns=(1, 1))  # the file "changed": read again
+    again = read_cached(path)
+    assert again is not first and np.array_equal(again, frames)
+    save_npy(frames + 1, path)
+    assert np.array_equal(read_cached(path), frames + 1)
+    monkeypatch.setenv("DARKNB_CACHE_MEMORY_MB", "0")  # never kept
+    other = tmp_path / "other.npy"
+    save_npy(frames, other)
+    assert read_cached(other) is not read_cached(other)
+    big = tmp_path / "big.npy"
+    np.save(big, np.zeros(SMALL_FILE + 1, dtype=np.uint8))
+    assert isinstance(read_cached(big), np.memmap)  # large files: memory-mapped, read per clip
