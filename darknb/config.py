@@ -97,9 +97,9 @@ class RunConfig:
     enhanced_cache_dir: str = ""        # "" = <output_dir>/enhanced_cache (the enhancer may be fitted per run)
     # optimisation (paper: AdamW, lr 1e-4, batch 2). The demo fine-tunes the tiny pre-trained
     # model at lr 1e-3, batch 16, 1 warm-up epoch then cosine: chosen on the validation split of a
-    # prototype of the synthetic miniature (darknb's README, "The demo"); 7 epochs instead of the
+    # prototype of the synthetic miniature (darknb's README, "The demo"); 6 epochs instead of the
     # prototype's 10 to fit the demo's 15 minutes on 2 cores (a budget choice).
-    epochs: int = 7
+    epochs: int = 6
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.05
