@@ -78,10 +78,11 @@ def run_tasks(tasks: Sequence[Task], *, jobs: int = 0) -> dict:
     unknown = sorted({str(d) for t in tasks for d in t.after if d not in set(keys)})
     if unknown:
         raise ConfigError(f"run_tasks: tasks depend on unknown keys {unknown}")
+    ordered = _in_dependency_order(tasks)  # refuses a cycle before anything starts
     jobs = resolve_jobs(jobs, len(tasks))
     results: dict = {}
     if jobs == 1:
-        for task in _in_dependency_order(tasks):
+        for task in ordered:
             results[task.key] = task.fn(*task.args)
         return results
 
@@ -97,8 +98,6 @@ def run_tasks(tasks: Sequence[Task], *, jobs: int = 0) -> dict:
             for task in starting:
                 pending.remove(task)
                 running[executor.submit(_run_with_threads, threads, task.fn, *task.args)] = task
-            if not running:
-                raise ConfigError(f"run_tasks: tasks {[t.key for t in pending]} wait on each other")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
