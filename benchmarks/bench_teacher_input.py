@@ -27,9 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from darknb.config import RunConfig  # noqa: E402
-from darknb.data import build_datasets, ensure_dataset  # noqa: E402
-from darknb.enhance import build_enhancer  # noqa: E402
-from darknb.train import build_teacher_enhancer, ensure_enhanced_cache, train_teacher  # noqa: E402
+from darknb.data.splits import build_datasets, ensure_dataset  # noqa: E402
+from darknb.engine.stages import train_teacher  # noqa: E402
+from darknb.engine.teacher import build_teacher_enhancer, ensure_enhanced_cache  # noqa: E402
+from darknb.models.enhancers import build_enhancer  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +64,7 @@ def main() -> None:
                 ensure_enhanced_cache(cfg, build_enhancer(cfg.enhancer, checkpoint=checkpoint))
                 cache = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
             wall, cpu = time.perf_counter(), time.process_time()
-            result = train_teacher(cfg, progress=False)  # reuses the cache written above
+            result = train_teacher(cfg, build_datasets(cfg), progress=False)  # reuses the cache written above
             cpu = time.process_time() - cpu
             rows[mode] = {"epoch_s": result["train_seconds"] / cfg.epochs,
                           "epoch_cpu_s": cpu / cfg.epochs,  # all of train_teacher, test pass included

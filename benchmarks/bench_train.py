@@ -40,12 +40,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from darknb.config import RunConfig  # noqa: E402
-from darknb.data import VideoListDataset, collate_clips  # noqa: E402
-from darknb.enhance import ZeroDCE  # noqa: E402
+from darknb.data.dataset import VideoListDataset, collate_clips  # noqa: E402
+from darknb.data.loader import ClipKey, make_loader  # noqa: E402
+from darknb.data.splits import Splits  # noqa: E402
 from darknb.files import save_npy  # noqa: E402
-from darknb.flops import count_flops  # noqa: E402
-from darknb.loader import ClipKey, make_loader  # noqa: E402
-from darknb.models import NativeResolutionTeacher, create_model, list_models  # noqa: E402
+from darknb.models.classifiers import NativeResolutionTeacher, create_model, list_models  # noqa: E402
+from darknb.models.enhancers import ZeroDCE  # noqa: E402
+from darknb.study.flops import count_flops  # noqa: E402
 
 NUM_CLASSES = 11  # ARID's
 
@@ -224,14 +225,14 @@ def raw_in_process(ds, n: int) -> float:
 # ---------------------------------------------------------------------------------- end-to-end
 def end_to_end(ds_train, ds_test, model_name: str, T: int, S: int, batch: int, *, workers: int,
                epochs: int, out: Path, compile_: bool) -> dict:
-    from darknb.train import fit
+    from darknb.engine.loop import fit
 
     cfg = RunConfig(model=model_name, num_frames=T, size=S, batch_size=batch, epochs=epochs,
                     num_workers=workers, output_dir=str(out), save_every=10**6, resume=False,
                     sampling="consecutive", lr=1e-4, compile=compile_, seed=0)
     torch.manual_seed(0)
     model = create_model(model_name, NUM_CLASSES, img_size=S, num_frames=T)
-    result = fit(model, ds_train, ds_test, cfg, name="bench", progress=False)
+    result = fit(model, Splits(ds_train, None, ds_test), cfg, name="bench", progress=False)
     steady = result["speed"][1:] or result["speed"]
     clips = sum(s["clips"] for s in steady)
     return {"batch": batch, "compile": compile_, "clips_per_s": clips / sum(s["seconds"] for s in steady),

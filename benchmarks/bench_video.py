@@ -22,9 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from darknb import video  # noqa: E402
-from darknb.data import VideoListDataset, prepare_dataset  # noqa: E402
-from darknb.synthetic import _render_clip, _scene  # noqa: E402
+from darknb.synthetic import _render_clip  # noqa: E402
+
+from darknb.data import video  # noqa: E402
+from darknb.data.dataset import VideoListDataset  # noqa: E402
+from darknb.data.splits import prepare_dataset  # noqa: E402
+from darknb.data.synthetic import _scene  # noqa: E402
 
 T_CLIP = 64
 

@@ -27,9 +27,9 @@ from torch import nn
 
 import darknb
 from darknb.config import RunConfig
-from darknb.data import VideoListDataset, collate_clips
+from darknb.data.dataset import VideoListDataset, collate_clips
+from darknb.engine.loop import fit
 from darknb.files import save_npy
-from darknb.train import fit
 
 CLASSES = [f"C{k}" for k in range(11)]
 
@@ -85,7 +85,7 @@ def main() -> None:
     # the loader as each engine runs it: 2 epochs, worker start-up included
     start, n = time.perf_counter(), 0
     if new:
-        from darknb.loader import make_loader
+        from darknb.data.loader import make_loader
 
         loader = make_loader(ds, batch_size=batch, train=True, num_workers=workers)
         for epoch in range(2):

@@ -107,13 +107,13 @@ def main(argv=None) -> int:
             print(f"[darknb] reports written to {out}")
         elif args.command == "synth":
             from darknb.config import resolve_path
-            from darknb.synthetic import make_synthetic_dark
+            from darknb.data.synthetic import make_synthetic_dark
 
             print(make_synthetic_dark(resolve_path(args.root), seed=args.seed,
                                       cache_dir=resolve_path(args.cache_dir) if args.cache_dir else None))
         elif args.command == "prepare":
             from darknb.config import RunConfig
-            from darknb.data import prepare_cache
+            from darknb.data.splits import prepare_cache
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
                             split=args.split, on_error=args.on_error)
@@ -124,8 +124,9 @@ def main(argv=None) -> int:
             for rel, reason in report["failed"].items():
                 print(f"  failed: {rel}: {reason}")
             if args.enhanced_cache_dir:
-                from darknb.enhance import build_enhancer
-                from darknb.train import enhancer_kwargs
+                from darknb.engine.build import enhancer_kwargs
+                from darknb.engine.teacher import ensure_enhanced_cache
+                from darknb.models.enhancers import build_enhancer
 
                 if args.enhancer in ("zerodce", "zerodce++") and not args.enhancer_checkpoint:
                     raise DarknbError(f"--enhancer {args.enhancer} needs --enhancer-checkpoint (or "
@@ -134,18 +135,13 @@ def main(argv=None) -> int:
                                   enhanced_cache_dir=args.enhanced_cache_dir)
                 enhancer = build_enhancer(args.enhancer, checkpoint=args.enhancer_checkpoint or None,
                                           **enhancer_kwargs(cfg))
-                report = prepare_cache(cfg, enhancer=enhancer, cache_dir=cfg.enhanced_cache_dir)
+                report = ensure_enhanced_cache(cfg, enhancer)
                 print(f"[darknb] enhanced cache ({args.enhancer}, before resizing) in "
                       f"{cfg.enhanced_cache_dir}: {report['written']} written, {report['reused']} "
                       f"reused ({report['seconds']:.1f} s)")
         elif args.command == "train":
-            from darknb.config import (
-                NOTEBOOK_ONLY,
-                RunConfig,
-                check_run_inputs,
-                defaults,
-                preset_params,
-            )
+            from darknb.config import NOTEBOOK_ONLY, RunConfig, defaults, preset_params
+            from darknb.pipeline import check_run_inputs
 
             base = preset_params(args.preset)  # a bad preset or parameter fails before torch loads
             overrides = _parse_sets(args.set)
@@ -156,17 +152,15 @@ def main(argv=None) -> int:
             cfg = RunConfig.from_params(params)
             check_run_inputs(cfg)
 
-            from darknb.data import (
-                ensure_dataset,  # torch loads only once the inputs are checked
-            )
-            from darknb.train import process_state
+            from darknb.data.splits import ensure_dataset  # torch loads once the inputs are checked
+            from darknb.engine.build import process_state
 
             state = process_state()  # one of several processes under torchrun / accelerate launch
             with state.main_process_first():  # the main process makes the data, the others reuse it
                 ensure_dataset(cfg)
             main = state.is_main_process  # every process holds the same result; one prints
             if args.stage == "pretrain":
-                from darknb.pretrain import pretrain_backbone
+                from darknb.engine.pretrain import pretrain_backbone
 
                 result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"],
                                            progress=main)
@@ -174,7 +168,7 @@ def main(argv=None) -> int:
                     print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on "
                           f"the well-lit set; backbone {result['backbone']}")
             else:
-                from darknb.study import arm_name, train_arm
+                from darknb.study.arms import arm_name, train_arm
 
                 result = train_arm(cfg, args.stage, progress=main)
                 if main:
@@ -186,7 +180,7 @@ def main(argv=None) -> int:
         elif args.command == "predict":
             import json
 
-            from darknb.inference import format_prediction, load_classifier, predict
+            from darknb.engine.inference import format_prediction, load_classifier, predict
 
             classifier = load_classifier(args.checkpoint, device=args.device)
             results = predict(args.videos, classifier, protocol=args.protocol, top_k=args.top_k)
@@ -202,7 +196,7 @@ def main(argv=None) -> int:
 
             from darknb.config import resolve_path
             from darknb.files import RunDir
-            from darknb.reports import update_readme
+            from darknb.report.tables import update_readme
 
             summary = RunDir(resolve_path(Path(args.reports_dir) / args.run)).summary
             if not summary.is_file():
@@ -220,7 +214,7 @@ def main(argv=None) -> int:
             print(block)
             print(f"[darknb] {readme_path} {'updated' if changed else 'already up to date'} from {summary}")
         elif args.command == "models":
-            from darknb.models import list_models
+            from darknb.models.classifiers import list_models
 
             print("\n".join(list_models()))
     except DarknbError as err:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from darknb.errors import ConfigError
-from darknb.framecache import default_cache_dir
+from darknb.files import RunDir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -32,6 +32,13 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PATH_FIELDS = {"data_root": ("",), "cache_dir": ("", "auto"), "output_dir": ("",),
                "enhancer_checkpoint": ("",), "pretrained": ("", "hub", "pretrain"),
                "enhanced_cache_dir": ("",), "baseline_pretrained": ("",)}
+
+
+def default_cache_dir(data_root: str | Path) -> Path:
+    """``cache_dir="auto"``: beside the dataset, ``<parent>/cache/<name>`` (``data/ARID`` ->
+    ``data/cache/ARID``), so every dataset root gets its own cache."""
+    root = Path(data_root)
+    return root.parent / "cache" / root.name
 
 
 def project_root() -> Path:
@@ -172,6 +179,13 @@ class RunConfig:
             return None
         return default_cache_dir(self.data_root) if self.cache_dir == "auto" else Path(self.cache_dir)
 
+    @property
+    def enhanced_frame_cache(self) -> Path:
+        """Where the teacher's enhanced frames live (``teacher_input="enhanced_cache"``):
+        ``enhanced_cache_dir`` or the run's own folder (``<output_dir>/enhanced_cache``: a
+        zero-reference-fitted enhancer belongs to its run)."""
+        return Path(self.enhanced_cache_dir) if self.enhanced_cache_dir else RunDir(self.output_dir).enhanced_cache
+
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
@@ -244,27 +258,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                   betas=[0.0, 0.5, 1.0], temperatures=[1.0, 4.0], paper_latency_repeats=1,
                   tracker="tensorboard", teacher_input="enhanced_cache"),
 }
-
-
-def check_run_inputs(cfg: RunConfig) -> None:
-    """What a run reads must exist before it starts: a registered dataset, model and enhancer;
-    a real dataset's ``data_root`` (the synthetic set is generated when missing); the
-    ``enhancer_checkpoint`` and ``pretrained`` files when given. Raises :class:`ConfigError`."""
-    from darknb.data import list_datasets  # lazy: the registries import torch and timm
-    from darknb.enhance import list_enhancers
-    from darknb.models import list_models
-
-    for key, names in (("dataset", list_datasets()), ("model", list_models()),
-                       ("enhancer", list_enhancers())):
-        if getattr(cfg, key) not in names:
-            raise ConfigError(f"parameter {key!r}: unknown {key} {getattr(cfg, key)!r}; known: {names}")
-    if cfg.dataset != "synthetic" and not Path(cfg.data_root).is_dir():
-        raise ConfigError(f"data_root {cfg.data_root!r} for dataset {cfg.dataset!r} does not exist; "
-                          "see the README section 'Datasets and layouts'")
-    for key in ("enhancer_checkpoint", "pretrained", "baseline_pretrained"):
-        value = getattr(cfg, key)
-        if value not in PATH_FIELDS[key] and not Path(value).is_file():
-            raise ConfigError(f"parameter {key!r}: file {value!r} does not exist")
 
 
 def preset_params(name: str | None) -> dict[str, Any]:

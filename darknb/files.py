@@ -17,10 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-import torch
-
-from darknb.errors import OutputError
+from darknb.errors import CheckpointError, OutputError
 
 
 @contextlib.contextmanager
@@ -73,14 +70,35 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` written atomically."""
+    import torch  # lazy: config and the CLI import this module without torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
 
 
-def save_npy(array: np.ndarray, path: str | os.PathLike, *, verify: bool = True,
+def load_torch(path: str | os.PathLike, *, what: str = "checkpoint") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: no pickled code ever runs. A
+    missing, empty, truncated or corrupt file is a :class:`CheckpointError` naming ``what`` and
+    the file (every torch file darknb reads goes through here)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{what} {str(path)!r} is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unpickling failure means a bad file
+        raise CheckpointError(f"{what} {str(path)!r} cannot be read (truncated or corrupt?): "
+                              f"{type(err).__name__}: {err}") from err
+
+
+def save_npy(array, path: str | os.PathLike, *, verify: bool = True,
              durable: bool = True) -> Path:
     """``np.save`` written atomically; ``verify`` reads the file back before it becomes visible."""
+    import numpy as np
     with atomic_path(path, suffix=".npy", durable=durable) as tmp:
         np.save(tmp, array)
         if verify and not np.array_equal(np.load(tmp, mmap_mode="r"), array):
@@ -111,6 +129,16 @@ class RunDir:
     def checkpoint(self, name: str) -> Path:
         """Training checkpoint of a stage or baseline (``teacher.ckpt``, ``student.ckpt`` ...)."""
         return self.root / f"{name}.ckpt"
+
+    def best_checkpoint(self, name: str) -> Path:
+        """The weights of a stage's best validation epoch (``teacher_s0_best.ckpt`` ...)."""
+        return self.best_of(self.checkpoint(name))
+
+    @staticmethod
+    def best_of(checkpoint: str | os.PathLike) -> Path:
+        """``<name>_best.ckpt`` beside a stage's checkpoint ``<name>.ckpt``."""
+        path = Path(checkpoint)
+        return path.with_name(f"{path.stem}_best{path.suffix}")
 
     def stage(self, name: str) -> Path:
         """A stage's summary: top-1/top-5, config, provenance (``teacher.json`` ...)."""

@@ -21,9 +21,9 @@ from nbconvert import HTMLExporter
 
 from darknb.config import (
     NOTEBOOK_DIR,
+    PATH_FIELDS,
     REPO_ROOT,
     RunConfig,
-    check_run_inputs,
     notebook_defaults,
     preset_params,
     resolve_path,
@@ -31,7 +31,7 @@ from darknb.config import (
 )
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json, write_text
-from darknb.reports import provenance
+from darknb.provenance import provenance
 
 NOTEBOOKS = ("00_explore", "01_pretrain", "02_teacher", "03_student", "04_ablation", "05_comparison")
 REPORTS = ("explore", "pretrain", "ablation", "comparison")  # each notebook's own JSON
@@ -51,6 +51,28 @@ def notebook_parameters(notebooks, params: dict) -> dict[str, dict]:
         raise ConfigError(f"unknown parameter(s) {unknown}: no notebook declares them; "
                           f"known: {sorted(known)}")
     return {nb: {k: v for k, v in params.items() if k in declared[nb]} for nb in notebooks}
+
+
+def check_run_inputs(cfg: RunConfig) -> None:
+    """What a run reads must exist before it starts: a registered dataset, model and enhancer;
+    a real dataset's ``data_root`` (the synthetic set is generated when missing); the
+    ``enhancer_checkpoint`` and ``pretrained`` files when given. Raises :class:`ConfigError`."""
+    from darknb.data.datasets import list_datasets  # lazy: the registries import torch and timm
+    from darknb.models.classifiers import list_models
+    from darknb.models.enhancers import list_enhancers
+
+    for key, names in (("dataset", list_datasets()), ("model", list_models()),
+                       ("enhancer", list_enhancers())):
+        if getattr(cfg, key) not in names:
+            raise ConfigError(f"parameter {key!r}: unknown {key} {getattr(cfg, key)!r}; known: {names}")
+    if cfg.dataset != "synthetic" and not Path(cfg.data_root).is_dir():
+        raise ConfigError(f"data_root {cfg.data_root!r} for dataset {cfg.dataset!r} does not exist; "
+                          "see the README section 'Datasets and layouts'")
+    for key in ("enhancer_checkpoint", "pretrained", "baseline_pretrained"):
+        value = getattr(cfg, key)
+        if value not in PATH_FIELDS[key] and not Path(value).is_file():
+            raise ConfigError(f"parameter {key!r}: file {value!r} does not exist")
+
 
 
 def check_parameters(notebooks, params: dict) -> dict[str, dict]:

@@ -31,7 +31,7 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     """A tiny synthetic set shared by the training and notebook tests: 3 dark classes x (2 train,
     1 val, 2 test) scenes, every clip also a real video file; its cache in ``../cache/synthetic``
     (what ``cache_dir="auto"`` finds)."""
-    from darknb.synthetic import make_synthetic_dark
+    from darknb.data.synthetic import make_synthetic_dark
 
     root = tmp_path_factory.mktemp("data") / "synthetic"
     return Path(make_synthetic_dark(root, **TINY_SPEC))

@@ -17,8 +17,10 @@ import torch
 
 import darknb.files as files
 from darknb.config import RunConfig
-from darknb.data import build_datasets
-from darknb.train import build_classifier, fit, load_checkpoint
+from darknb.data.splits import Splits, build_datasets
+from darknb.engine.build import build_classifier
+from darknb.engine.checkpoint import load_checkpoint
+from darknb.engine.loop import fit
 
 out, data_root = Path(sys.argv[1]), sys.argv[2]
 rank = int(os.environ["RANK"])
@@ -50,16 +52,15 @@ record: dict = {"rank": rank, "train": len(train), "val": len(val), "test": len(
 
 # 1. two epochs with validation selection
 model = build_classifier(cfg, 3)
-full = fit(model, train, test, cfg, name="m", val_set=val, progress=False)
+full = fit(model, Splits(train, val, test), cfg, name="m", progress=False)
 record.update(steps=full["steps"], processes=full["processes"], checksum=checksum(model),
               test_indices=full["metrics"]["indices"], history=full["history"],
               selection=full["selection"], top1=full["metrics"]["top1"])
 
 # 2. the same run interrupted after epoch 1 and resumed by two processes
 part = cfg.replace(output_dir=str(out / "part"))
-fit(build_classifier(cfg, 3), train, test, part.replace(epochs=1), name="m", val_set=val,
-    progress=False)
-resumed = fit(build_classifier(cfg, 3), train, test, part, name="m", val_set=val, progress=False)
+fit(build_classifier(cfg, 3), Splits(train, val, test), part.replace(epochs=1), name="m", progress=False)
+resumed = fit(build_classifier(cfg, 3), Splits(train, val, test), part, name="m", progress=False)
 record.update(resumed_steps=resumed["steps"], resumed_history=resumed["history"],
               resumed_selection=resumed["selection"], resumed_top1=resumed["metrics"]["top1"])
 if rank == 0:

@@ -12,7 +12,7 @@ from torchvision.models.video.resnet import (
 )
 
 from darknb.errors import CheckpointError, ConfigError
-from darknb.models import create_model, load_ig65m_backbone
+from darknb.models.classifiers import create_model, load_ig65m_backbone
 
 # loading into a model built on the meta device (to check keys without 250 MB of weights) is a no-op
 pytestmark = pytest.mark.filterwarnings("ignore:.*meta parameter")
@@ -148,7 +148,7 @@ def small_darklight() -> nn.Module:
 
 
 def test_darklight_two_stream_is_one_r2plus1d_34_over_raw_and_gamma_without_key_masking():
-    from darknb.models import R2Plus1DBERT
+    from darknb.models.classifiers import R2Plus1DBERT
 
     with torch.device("meta"):
         model = create_model("two_stream_r2plus1d_34_bert", 11)

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darknb.models import BERTTemporalHead
-from darknb.models import _Block as Block
+from darknb.models.classifiers import BERTTemporalHead
+from darknb.models.classifiers import _Block as Block
 
 # ------------------------------------------------------------------ the transcription (BERT5)
 
@@ -281,7 +281,7 @@ def test_block_ends_with_a_dropout_as_bert5():
 
 
 def test_darklight_two_stream_heads_never_mask_keys():
-    from darknb.models import create_model
+    from darknb.models.classifiers import create_model
 
     model = create_model("two_stream_bert_tiny", 3).train()
     assert model.head.mask_keep_prob == 1.0

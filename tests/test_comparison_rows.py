@@ -4,15 +4,15 @@ the paper-size costs include DarkLight's real network."""
 import pytest
 
 from darknb.config import RunConfig
-from darknb.experiments import (
+from darknb.files import RunDir, write_json
+from darknb.models.classifiers import list_models
+from darknb.study.experiments import (
     BASELINES,
     MODEL_CARDS,
     baseline_config,
     comparison_table,
     cost_of_models,
 )
-from darknb.files import RunDir, write_json
-from darknb.models import list_models
 
 
 def test_every_registered_model_has_a_card():

@@ -97,9 +97,9 @@ def test_the_demo_preset_is_the_defaults():
 
 
 def test_registries_list_what_they_build():
-    from darknb.data import list_datasets
-    from darknb.enhance import list_enhancers
-    from darknb.models import list_models
+    from darknb.data.datasets import list_datasets
+    from darknb.models.classifiers import list_models
+    from darknb.models.enhancers import list_enhancers
 
     assert {"synthetic", "synthetic_lit", "arid", "arid1.5", "arid1.1", "dark48"} == set(list_datasets())
     assert {"zerodce", "zerodce++", "gamma", "none"} == set(list_enhancers())

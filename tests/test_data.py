@@ -8,11 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from darknb.data import (
-    SyntheticDark,
-    VideoListDataset,
-    collate_clips,
-)
+from darknb.data.dataset import VideoListDataset, collate_clips
+from darknb.data.datasets import SyntheticDark
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 
 try:
@@ -72,7 +69,7 @@ def test_short_videos_loop_from_a_random_start_in_training(levels):
 def test_multi_view_sampling_spreads_clips_and_crops():
     import numpy as np
 
-    from darknb.data import crop_box, sample_frame_indices
+    from darknb.data.sampling import crop_box, sample_frame_indices
 
     starts = [int(sample_frame_indices(30, 8, "consecutive", False, None, clip=k, clips=3)[0])
               for k in range(3)]
@@ -185,8 +182,8 @@ def test_dataloader_workers_match_main_process(synth):
 
 
 def test_small_cache_files_are_kept_in_memory_and_reread_when_rewritten(tmp_path, monkeypatch):
+    from darknb.data.framecache import SMALL_FILE, read_cached
     from darknb.files import save_npy
-    from darknb.framecache import SMALL_FILE, read_cached
 
     path = tmp_path / "clip.mp4.npy"
     frames = np.arange(4 * 6 * 6 * 3, dtype=np.uint8).reshape(4, 6, 6, 3)

@@ -9,15 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from darknb.data import (
-    ARID,
-    ARID11,
-    Dark48,
-    VideoListDataset,
-    build_dataset,
-    prepare_dataset,
-    read_list,
-)
+from darknb.data.dataset import VideoListDataset
+from darknb.data.datasets import ARID, ARID11, Dark48, build_dataset
+from darknb.data.lists import read_list
+from darknb.data.splits import prepare_dataset
 from darknb.errors import ConfigError, DatasetError
 
 try:

@@ -22,7 +22,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
-    from darknb.synthetic import make_synthetic_dark
+    from darknb.data.synthetic import make_synthetic_dark
 
     tmp = tmp_path_factory.mktemp("ddp")
     # 12 training clips (3 classes x 4 scenes), 6 validation, 6 test; every clip also a video

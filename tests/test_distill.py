@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from darknb.distill import TeacherCache, kd_loss
+from darknb.engine.distill import TeacherCache, kd_loss
 from darknb.errors import CheckpointError, ConfigError
 
 

@@ -17,23 +17,25 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from darknb.enhance import (
+from darknb.errors import CheckpointError, ConfigError, TrainingError
+from darknb.models.enhancers import (
     GammaCorrection,
     IdentityEnhancer,
     ZeroDCE,
     ZeroDCEPP,
-    ZeroReferenceLoss,
     build_enhancer,
+    list_enhancers,
+    load_enhancer_weights,
+    save_enhancer,
+)
+from darknb.models.zero_reference import (
+    ZeroReferenceLoss,
     color_constancy_loss,
     exposure_loss,
     fit_zero_reference,
     illumination_smoothness_loss,
-    list_enhancers,
-    load_enhancer_weights,
-    save_enhancer,
     spatial_consistency_loss,
 )
-from darknb.errors import CheckpointError, ConfigError, TrainingError
 
 REFERENCE = Path(os.environ.get("DARKNB_REFERENCE",
                                 Path(__file__).resolve().parents[2] / "shared" / "reference"))
@@ -527,7 +529,7 @@ def test_save_and_from_checkpoint_round_trip(cls, tmp_path):
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         ZeroDCE.from_checkpoint(tmp_path / "absent.pth")
 
 
@@ -683,7 +685,7 @@ def _input_sizes(module):
 
 
 def test_zerodcepp_is_fitted_at_scale_1_on_128_px_crops_and_runs_at_its_own_scale():
-    from darknb.enhance import fit_settings
+    from darknb.models.zero_reference import fit_settings
 
     settings = fit_settings("zerodce++", "short")
     assert settings["crop"] == 128
@@ -697,7 +699,7 @@ def test_zerodcepp_is_fitted_at_scale_1_on_128_px_crops_and_runs_at_its_own_scal
 
 
 def test_the_original_fit_settings_resize_whole_frames():
-    from darknb.enhance import FIT_PROTOCOLS, fit_settings
+    from darknb.models.zero_reference import FIT_PROTOCOLS, fit_settings
 
     common = dict(lr=1e-4, weight_decay=1e-4, grad_clip=0.1, batch_size=8, crop=None)
     assert fit_settings("zerodce", "original") == {**common, "resize": 256}  # lowlight_train.py

@@ -10,9 +10,10 @@ import pytest
 
 from darknb.cli import main as cli_main
 from darknb.config import RunConfig
-from darknb.data import build_datasets, prepare_cache, prepare_dataset
+from darknb.data.splits import build_datasets, prepare_cache, prepare_dataset
+from darknb.data.video import probe
 from darknb.errors import DatasetError, VideoReadError
-from darknb.video import probe
+from darknb.files import RunDir
 
 try:
     from conftest import TINY_SPEC
@@ -101,7 +102,7 @@ def test_skip_reaches_the_frame_cache_and_the_cli(damaged, tmp_path, capsys):
 def test_a_frame_cache_refuses_the_videos_of_another_dataset_root(avi_set, tmp_path):
     """One cache, one dataset root (the structure refactor's fix, tested here): a second root's
     videos of the same relative names would otherwise be served from the first one's frames."""
-    from darknb.data import ensure_dataset
+    from darknb.data.splits import ensure_dataset
     from darknb.errors import ConfigError
 
     cache = tmp_path / "cache"
@@ -135,12 +136,14 @@ from pathlib import Path
 
 import torch
 
-import darknb.train as train
+import darknb.engine.checkpoint as checkpoint
 from darknb.config import RunConfig
+from darknb.data.splits import build_datasets
+from darknb.engine.stages import train_teacher
 
 torch.set_num_threads(2)
 cfg, kill_after = RunConfig(**json.loads(sys.argv[1])), int(sys.argv[2])
-save = train.save_checkpoint
+save = checkpoint.save_checkpoint
 
 
 def save_then_die(path, state):  # SIGKILL right after the epoch's checkpoint is on disk
@@ -149,8 +152,8 @@ def save_then_die(path, state):  # SIGKILL right after the epoch's checkpoint is
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-train.save_checkpoint = save_then_die
-train.train_teacher(cfg, progress=False)
+checkpoint.save_checkpoint = save_then_die
+train_teacher(cfg, build_datasets(cfg), progress=False)
 """
 
 
@@ -172,7 +175,8 @@ def test_a_killed_teacher_resumes_in_a_new_process_to_identical_weights(tiny_syn
     the process that had fitted it."""
     import torch
 
-    from darknb.train import load_checkpoint, train_teacher
+    from darknb.engine.checkpoint import load_checkpoint
+    from darknb.engine.stages import train_teacher
 
     cfg = RunConfig(data_root=str(tiny_synthetic), pretrained="", val_fraction=0.0, epochs=3,
                     batch_size=4, num_frames=4, size=32, enhancer="zerodce", enhancer_fit_steps=2,
@@ -181,9 +185,9 @@ def test_a_killed_teacher_resumes_in_a_new_process_to_identical_weights(tiny_syn
     killed = _teacher_process(part, kill_after=1)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert load_checkpoint(Path(part.output_dir) / "teacher.ckpt")["epoch"] == 1
-    resumed = train_teacher(part, progress=False)  # this process: reloads zerodce_fitted.pth
+    resumed = train_teacher(part, build_datasets(part), progress=False)  # this process: reloads zerodce_fitted.pth
     assert resumed["enhancer"].get("reused") and len(resumed["history"]) == 3
-    full = train_teacher(cfg.replace(output_dir=str(tmp_path / "full")), progress=False)
+    full = train_teacher(cfg.replace(output_dir=str(tmp_path / "full")), build_datasets(cfg.replace(output_dir=str(tmp_path / "full"))), progress=False)
     a, b = (load_checkpoint(r["checkpoint"]) for r in (full, resumed))
     assert a["history"] == b["history"]
     differ = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
@@ -194,7 +198,8 @@ def test_the_zero_reference_fit_leaves_no_gradient_behind():
     """The cause of bug 4, at its depth: a fit must leave the enhancer as it found it."""
     import torch
 
-    from darknb.enhance import build_enhancer, fit_zero_reference
+    from darknb.models.enhancers import build_enhancer
+    from darknb.models.zero_reference import fit_zero_reference
 
     enhancer = build_enhancer("zerodce").requires_grad_(False)
     fit_zero_reference(enhancer, torch.rand(4, 3, 16, 16) * 0.2, steps=1, batch_size=2, crop=None)
@@ -204,15 +209,17 @@ def test_the_zero_reference_fit_leaves_no_gradient_behind():
 def test_a_teacher_of_other_data_is_refused_by_name(tmp_path):
     """Bug 3: load_teacher checked frame count, size and class count only; a teacher of other
     classes or lists distilled silently. Checkpoints now store the dataset identity."""
+    from darknb.data.synthetic import make_synthetic_dark
+    from darknb.engine.checkpoint import load_checkpoint
+    from darknb.engine.stages import train_teacher
+    from darknb.engine.teacher import load_teacher
     from darknb.errors import CheckpointError
-    from darknb.synthetic import make_synthetic_dark
-    from darknb.train import load_checkpoint, load_teacher, train_teacher
 
     root = make_synthetic_dark(tmp_path / "data" / "synthetic", **TINY_SPEC)  # its own: edited below
     cfg = RunConfig(data_root=str(root), output_dir=str(tmp_path / "run"), pretrained="",
                     epochs=1, batch_size=4, num_frames=4, size=32, enhancer="gamma")
-    train_teacher(cfg, progress=False)
-    load_teacher(cfg, 3)  # the same data: fine
+    train_teacher(cfg, build_datasets(cfg), progress=False)
+    load_teacher(cfg, RunDir(cfg.output_dir).checkpoint("teacher"), build_datasets(cfg))  # the same data: fine
 
     # other class names (the same number of classes)
     renamed = tmp_path / "renamed"
@@ -220,16 +227,16 @@ def test_a_teacher_of_other_data_is_refused_by_name(tmp_path):
     mapping = renamed / "list_cvt" / "mapping_table.txt"
     mapping.write_text("".join(f"{i}\tAction{i}\n" for i in range(3)))
     with pytest.raises(CheckpointError, match=r"teacher checkpoint .*classes .*Action0"):
-        load_teacher(cfg.replace(data_root=str(renamed)), 3)
+        load_teacher(cfg.replace(data_root=str(renamed)), RunDir(cfg.replace(data_root=str(renamed)).output_dir).checkpoint("teacher"), build_datasets(cfg.replace(data_root=str(renamed))))
     # another training list (a subset): refused by load_teacher, and by a resume
     train_list = root / "list_cvt" / "synthetic_split1_train.txt"
     train_list.write_text("".join(train_list.read_text().splitlines(keepends=True)[1:]))
     with pytest.raises(CheckpointError, match=r"train list synthetic_split1_train.txt"):
-        load_teacher(cfg, 3)
+        load_teacher(cfg, RunDir(cfg.output_dir).checkpoint("teacher"), build_datasets(cfg))
     with pytest.raises(CheckpointError, match=r"teacher.ckpt was made with other data: train list"):
-        train_teacher(cfg.replace(epochs=2), progress=False)
+        train_teacher(cfg.replace(epochs=2), build_datasets(cfg.replace(epochs=2)), progress=False)
     # what the checkpoint stores, and another dataset of the same classes and lists
-    from darknb.protocol import check_same_dataset
+    from darknb.data.protocol import check_same_dataset
 
     identity = load_checkpoint(tmp_path / "run" / "teacher.ckpt")["dataset"]
     assert identity["name"] == "synthetic" and len(identity["classes"]) == 3
@@ -239,19 +246,19 @@ def test_a_teacher_of_other_data_is_refused_by_name(tmp_path):
 
 
 def test_a_fitted_enhancer_is_reused_only_for_the_same_fit(tiny_synthetic, tmp_path):
+    from darknb.engine.teacher import build_teacher_enhancer
     from darknb.errors import CheckpointError
-    from darknb.train import build_teacher_enhancer
 
     cfg = RunConfig(data_root=str(tiny_synthetic), pretrained="", val_fraction=0.0,
-                    enhancer_fit_steps=1, num_frames=4, size=32)
+                    enhancer_fit_steps=1, num_frames=4, size=32, output_dir=str(tmp_path))
     train = build_datasets(cfg).train
-    build_teacher_enhancer(cfg, train, tmp_path)
-    assert build_teacher_enhancer(cfg, train, tmp_path)[1]["reused"]
-    assert build_teacher_enhancer(cfg.replace(seed=1), train, tmp_path)[1]["reused"]  # every seed's
+    build_teacher_enhancer(cfg, train)
+    assert build_teacher_enhancer(cfg, train)[1]["reused"]
+    assert build_teacher_enhancer(cfg.replace(seed=1), train)[1]["reused"]  # every seed's
     with pytest.raises(CheckpointError, match="enhancer_fit_steps=1, this run asks for 2"):
-        build_teacher_enhancer(cfg.replace(enhancer_fit_steps=2), train, tmp_path)
+        build_teacher_enhancer(cfg.replace(enhancer_fit_steps=2), train)
     assert "reused" not in build_teacher_enhancer(cfg.replace(enhancer_fit_steps=2, resume=False),
-                                                  train, tmp_path)[1]
+                                                  train)[1]
 
 
 # ---------------------------------------------------------------------------- bug 6
@@ -271,8 +278,8 @@ def test_a_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path):
 
     import torch
 
+    from darknb.engine.checkpoint import load_checkpoint, save_checkpoint
     from darknb.errors import OutputError
-    from darknb.train import load_checkpoint, save_checkpoint
 
     path = tmp_path / "teacher.ckpt"
     save_checkpoint(path, {"model": {"w": torch.zeros(4)}, "epoch": 1})
@@ -295,7 +302,7 @@ def test_checkpoints_honour_the_umask(tmp_path, umask, mode):
 
     import torch
 
-    from darknb.train import save_checkpoint
+    from darknb.engine.checkpoint import save_checkpoint
 
     old = os.umask(umask)
     try:
@@ -307,7 +314,7 @@ def test_checkpoints_honour_the_umask(tmp_path, umask, mode):
 
 def test_costs_label_each_model_with_its_own_architecture(monkeypatch):
     """costs.csv labelled the baselines' "as run" rows with the student's model name."""
-    import darknb.experiments as experiments
+    import darknb.study.experiments as experiments
 
     # the labels only: skip measuring and the paper-size models
     monkeypatch.setattr(experiments, "_cost", lambda model, shape, **kw: {})

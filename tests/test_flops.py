@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-import darknb.flops as flops
+import darknb.study.flops as flops
 from darknb.errors import ConfigError
-from darknb.flops import cost_table, count_flops, count_parameters, measure_latency
+from darknb.study.flops import count_flops, count_parameters, measure_latency
 
 
 def _tiny_vit(*, fused: bool, depth: int = 2, embed_dim: int = 32, num_heads: int = 4):
@@ -67,7 +67,7 @@ def test_meta_device_counts_the_same_without_touching_the_model():
 
 def test_paper_size_student_matches_analytic_count():
     """ViT-B/16 at 112 px, 64 frames (PAPER.md settings), counted on meta: no compute."""
-    from darknb.models import create_model
+    from darknb.models.classifiers import create_model
 
     with torch.device("meta"):
         student = create_model("vit_bert", 11)
@@ -99,24 +99,3 @@ def test_measure_latency_reports_units_and_restores_mode():
         measure_latency(model, torch.rand(3, 16), repeats=0)
     with pytest.raises(ConfigError, match="meta"):
         measure_latency(model, torch.rand(3, 16, device="meta"))
-
-
-def test_cost_table_is_per_clip():
-    model = nn.Linear(10, 7)
-    x = torch.rand(4, 10)
-    table = cost_table([
-        {"name": "lin", "params": model, "flops": count_flops(model, x),
-         "latency": {"mean_ms": 8.0, "std_ms": 2.0, "threads": 2, "device": "cpu", "batch_size": 4},
-         "note": "measured"},
-        {"name": "raw", "params": 2_000_000, "flops": 3_000_000_000, "clips": 2},
-    ])
-    assert list(table.columns[:4]) == ["name", "params_M", "gflops_per_clip", "latency_ms_per_clip"]
-    assert table.loc[0, "params_M"] == pytest.approx(77 / 1e6)
-    assert table.loc[0, "gflops_per_clip"] == pytest.approx(2 * 10 * 7 / 1e9)
-    assert table.loc[0, "latency_ms_per_clip"] == pytest.approx(2.0)
-    assert table.loc[0, "note"] == "measured"
-    assert table.loc[1, "gflops_per_clip"] == pytest.approx(1.5)
-    assert table.loc[1, "params_M"] == pytest.approx(2.0)
-    assert table.loc[0, "threads"] == 2 and str(table["threads"].dtype) == "Int64"
-    with pytest.raises(ConfigError, match="needs keys"):
-        cost_table([{"name": "x"}])

@@ -11,11 +11,12 @@ import torch
 
 import darknb
 from darknb.config import RunConfig
-from darknb.data import VideoListDataset
+from darknb.data.dataset import VideoListDataset
+from darknb.data.synthetic import Darkening, _scene, render_lit
+from darknb.data.video import write_video
+from darknb.engine.build import build_classifier
+from darknb.engine.checkpoint import save_checkpoint
 from darknb.errors import CheckpointError
-from darknb.synthetic import Darkening, _scene, render_lit
-from darknb.train import build_classifier, save_checkpoint
-from darknb.video import write_video
 
 CLASSES = ["MoveLeft", "MoveRight", "RotateCW"]
 
@@ -71,7 +72,7 @@ def test_predict_multi_view_avi_and_a_list(run):
 
 
 def test_predict_refuses_what_is_not_a_classifier(run, tmp_path):
-    from darknb.enhance import ZeroDCE, save_enhancer
+    from darknb.models.enhancers import ZeroDCE, save_enhancer
 
     enhancer = save_enhancer(ZeroDCE(), tmp_path / "zerodce_fitted.pth")
     with pytest.raises(CheckpointError, match="zerodce_fitted.pth is not a darknb classifier"):

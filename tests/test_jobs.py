@@ -5,8 +5,8 @@ import os
 import pytest
 from jobs_helpers import fail, record  # tests/ is on sys.path (as for videohelpers)
 
+from darknb.engine.jobs import Task, available_cores, resolve_jobs, run_tasks
 from darknb.errors import ConfigError
-from darknb.jobs import Task, available_cores, resolve_jobs, run_tasks
 
 
 def test_resolve_jobs_caps_and_validates():

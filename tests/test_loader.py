@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from darknb.data import SyntheticDark
-from darknb.loader import (
+from darknb.data.datasets import SyntheticDark
+from darknb.data.loader import (
     ClipBatch,
     ClipKey,
     ClipSampler,

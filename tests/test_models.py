@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from darknb.errors import CheckpointError, ConfigError
-from darknb.models import BERTTemporalHead, Teacher, ViTBERT, create_model, list_models
+from darknb.models.classifiers import (
+    BERTTemporalHead,
+    Teacher,
+    ViTBERT,
+    create_model,
+    list_models,
+)
 
 CPU_SIZED = [m for m in list_models() if m.endswith("_tiny")]
 

@@ -53,7 +53,7 @@ def test_relative_paths_resolve_against_the_project_folder_from_anywhere(tmp_pat
 
 
 def test_a_checkpoint_saved_with_relative_paths_still_resumes():
-    from darknb.train import _check_resumable
+    from darknb.engine.loop import _check_resumable
 
     cfg = RunConfig()
     legacy = {**cfg.to_dict(), "data_root": "data/synthetic", "cache_dir": "data/cache/synthetic"}

@@ -8,13 +8,14 @@ import shutil
 
 import pandas as pd
 
-from darknb import reports
-from darknb.protocol import (
+from darknb.data.protocol import (
     OFFICIAL_LISTS,
     dataset_identity,
     official_list,
     protocol_label,
 )
+from darknb.engine import records
+from darknb.report import figures, tables
 
 MEASURED = [
     {"source": "measured", "dataset": "synthetic", "method": "Teacher: Zero-DCE + ViT + BERT",
@@ -40,14 +41,14 @@ CLAIMS = {
 
 
 def test_numbers_are_rounded_with_blanks_for_missing_values():
-    assert reports.format_number(62.4999) == "62.5"
-    assert reports.format_number(1332.71, 4, significant=True) == "1,333"
-    assert reports.format_number(0.046123, 2, significant=True) == "0.046"
-    assert reports.format_number(float("nan")) == "" and reports.format_number(None) == ""
+    assert tables.format_number(62.4999) == "62.5"
+    assert tables.format_number(1332.71, 4, significant=True) == "1,333"
+    assert tables.format_number(0.046123, 2, significant=True) == "0.046"
+    assert tables.format_number(float("nan")) == "" and tables.format_number(None) == ""
 
 
 def test_accuracy_and_cost_tables_read_without_nan_and_with_units():
-    table = reports.accuracy_table(pd.DataFrame([REPORTED, *MEASURED]))
+    table = tables.accuracy_table(pd.DataFrame([REPORTED, *MEASURED]))
     assert {"top-1 (%)", "std over seeds (pts)", "top-1 95% CI (%)", "seeds", "test videos",
             "lists"} <= set(table.columns)
     text = table.to_string()
@@ -55,9 +56,9 @@ def test_accuracy_and_cost_tables_read_without_nan_and_with_units():
     assert table.loc[1, "top-1 95% CI (%)"] == "29.2–70.8" and table.loc[0, "top-1 95% CI (%)"] == ""
     assert table.loc[2, "epochs"] == "20" and table.loc[1, "std over seeds (pts)"] == "4.1"
     assert table.loc[2, "std over seeds (pts)"] == ""  # one run: no spread to show
-    reported = reports.accuracy_table(pd.DataFrame([REPORTED, *MEASURED]), source="reported")
+    reported = tables.accuracy_table(pd.DataFrame([REPORTED, *MEASURED]), source="reported")
     assert list(reported.columns) == ["source", "dataset", "method", "top-1 (%)"]  # nothing empty
-    costs = reports.cost_table([
+    costs = tables.cost_table([
         {"model": "student", "setting": "as run (vit_bert_tiny, 3x8x32x32)", "params": 212_000,
          "gflops_per_clip": 0.04612, "latency_ms_per_clip": 12.34, "latency_std_ms": 0.51,
          "latency_threads": 2},
@@ -73,16 +74,16 @@ def test_the_accuracy_cost_figure_has_one_point_per_measured_method():
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = reports.plot_accuracy_vs_cost(pd.DataFrame([REPORTED, *MEASURED]))
+    fig = figures.plot_accuracy_vs_cost(pd.DataFrame([REPORTED, *MEASURED]))
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and "GFLOPs" in ax.get_xlabel()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [m["method"] for m in MEASURED]
-    latency = reports.plot_accuracy_vs_cost(pd.DataFrame(MEASURED), cost="cpu_latency_ms_per_clip")
+    latency = figures.plot_accuracy_vs_cost(pd.DataFrame(MEASURED), cost="cpu_latency_ms_per_clip")
     assert len(latency.axes[0].get_legend().get_texts()) == 1  # NaN latency: no point
 
 
 def test_the_claims_summary_says_what_was_measured_and_how_sure():
-    text = reports.claims_summary(CLAIMS)
+    text = tables.claims_summary(CLAIMS)
     assert "measured **yes**" in text and "not significant at 0.05" in text and "Holm p = 0.270" in text
     assert "+8.3 points, 95% CI -2.1 to +18.8 over 6 seeds" in text and "detects 11.2 points" in text
     assert "29× as run" in text and "2.4× paper size" in text and "None" not in text
@@ -91,14 +92,14 @@ def test_the_claims_summary_says_what_was_measured_and_how_sure():
 def test_loss_curves_drop_a_curve_equal_to_another():
     teacher = [{"epoch": e, "loss": 1.0 / e, "ce": 1.0 / e, "kd": 0.0, "train_top1": 10.0 * e}
                for e in range(1, 4)]
-    assert list(reports.history_curves(teacher)) == ["loss (= CE)"]
+    assert list(figures.history_curves(teacher)) == ["loss (= CE)"]
     student = [{"epoch": e, "loss": 2.0 / e, "ce": 1.2 / e, "kd": 0.8 / e, "train_top1": 10.0 * e,
                 "val_top1": 5.0 * e} for e in range(1, 4)]
-    assert list(reports.history_curves(student)) == ["loss (total)", "CE part", "KD part"]
+    assert list(figures.history_curves(student)) == ["loss (total)", "CE part", "KD part"]
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = reports.plot_history(student, title="student")
+    fig = figures.plot_history(student, title="student")
     assert len(fig.axes[0].lines) == 3 and len({line.get_linestyle() for line in fig.axes[0].lines}) == 3
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
         "train (augmented clips)", "validation"]
@@ -109,12 +110,12 @@ def test_skipped_videos_table_merges_stages_and_the_cache(tmp_path):
     stages = {"teacher": {"skipped": [["A/a_1_1.avi", "video file is empty"],
                                       ["B/b_2_1.avi", "video B/b_2_1.avi is truncated"]]},
               "student": {"skipped": [["B/b_2_1.avi", "video B/b_2_1.avi is truncated"]]}}
-    table = reports.skipped_table(stages, cache_dir=tmp_path)
+    table = tables.skipped_table(stages, cache_dir=tmp_path)
     assert table.to_dict("records") == [
         {"video": "A/a_1_1.avi", "reason": "video file is empty",
          "where": "teacher, frame cache (prepare)"},
         {"video": "B/b_2_1.avi", "reason": "video B/b_2_1.avi is truncated", "where": "teacher, student"}]
-    assert list(reports.skipped_table({}).columns) == ["video", "reason", "where"]
+    assert list(tables.skipped_table({}).columns) == ["video", "reason", "where"]
 
 
 # ---------------------------------------------------------------------------- official lists
@@ -147,18 +148,18 @@ def test_official_lists_are_recognised_and_others_are_custom(reference_dir, tmp_
 
 def test_every_stage_summary_and_comparison_row_names_its_lists(tiny_synthetic, tmp_path):
     from darknb.config import RunConfig
-    from darknb.data import build_datasets
-    from darknb.experiments import comparison_table
+    from darknb.data.splits import build_datasets
     from darknb.files import RunDir, write_json
+    from darknb.study.experiments import comparison_table
 
     cfg = RunConfig(data_root=str(tiny_synthetic), pretrained="", val_fraction=0.0)
     splits = build_datasets(cfg)
     metrics = {"top1": 50.0, "top5": 100.0, "num_videos": 2, "per_class": [], "indices": [0, 1],
                "labels": [0, 1], "pred": [0, 0]}
-    summary = reports.save_stage(tmp_path, "teacher", {"metrics": metrics}, cfg=cfg, datasets=splits)
+    summary = records.save_stage(tmp_path, "teacher", {"metrics": metrics}, cfg=cfg, datasets=splits)
     assert summary["data_protocol"] == "synthetic (generated lists)"
     assert summary["provenance"]["data_protocol"] == "synthetic (generated lists)"
-    assert reports.results_table({"teacher": summary}, dataset="synthetic").lists[0] == summary["data_protocol"]
+    assert tables.results_table({"teacher": summary}, dataset="synthetic").lists[0] == summary["data_protocol"]
     write_json(metrics, RunDir(tmp_path).predictions("r2plus1d_bert"))  # a baseline: one run
     study = {"arms": {"teacher": {"label": "teacher", "top1": 50.0, "top5": 100.0, "top1_std": 0.0,
                                   "top1_ci95": [0.0, 100.0], "seeds": [0], "num_videos": 2,
@@ -198,7 +199,7 @@ def test_the_readme_block_is_generated_from_summary_json(tmp_path, capsys):
     run = tmp_path / "reports" / "demo"
     run.mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps(_summary()))
-    block = reports.demo_results_markdown(_summary())
+    block = tables.demo_results_markdown(_summary())
     assert "commit abcdef0" in block and "took 530 s: 00 12 s, 01 90 s" in block
     assert "24 clips (lists: synthetic (generated lists)), mean over 6 seeds" in block
     assert "| Teacher: Zero-DCE + ViT + BERT | 50.0 | 4.1 | 29.2–70.8 | 1.34 | 1,333 |" in block
@@ -208,7 +209,7 @@ def test_the_readme_block_is_generated_from_summary_json(tmp_path, capsys):
     assert "nan" not in block.lower()
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{reports.README_BEGIN}\nold numbers\n{reports.README_END}\noutro\n")
+    readme.write_text(f"intro\n{tables.README_BEGIN}\nold numbers\n{tables.README_END}\noutro\n")
     args = ["readme", "--reports-dir", str(tmp_path / "reports"), "--readme", str(readme)]
     assert cli_check(args) == 1  # out of date
     from darknb.cli import main

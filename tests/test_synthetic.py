@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from darknb import video
-from darknb.data import build_dataset, read_list
-from darknb.errors import ConfigError
-from darknb.framecache import CACHE_MANIFEST, cache_file, default_cache_dir
-from darknb.synthetic import (
+from darknb.data import video
+from darknb.data.datasets import build_dataset
+from darknb.data.framecache import CACHE_MANIFEST, cache_file, default_cache_dir
+from darknb.data.lists import read_list
+from darknb.data.synthetic import (
     PRETRAIN_CLASSES,
     TARGET_CLASSES,
     Darkening,
@@ -21,6 +21,7 @@ from darknb.synthetic import (
     stored_spec,
     synthetic_is_current,
 )
+from darknb.errors import ConfigError
 
 SMALL = dict(num_classes=3, train_scenes=3, val_scenes=2, test_scenes=3, pretrain_scenes=2,
              pretrain_val_scenes=1, num_frames=6, size=32, video_every=2, seed=3)
@@ -98,7 +99,7 @@ def test_darkening_is_the_documented_sensor_model():
 
 
 def test_motion_needs_time_reversed_twins_to_be_told_apart():
-    from darknb.synthetic import _scene
+    from darknb.data.synthetic import _scene
 
     scene = _scene(0, 1, 32, 32)
     a = render_lit(scene, "MoveLeft", np.random.default_rng(5), 8, 32, 32)
@@ -128,7 +129,7 @@ def test_a_set_given_a_new_cache_keeps_its_spec(synth, tmp_path):
     """ensure_dataset with another cache_dir renders the same set into it: it never replaces a
     small set with the default one (the failure that broke a shared test fixture)."""
     from darknb.config import RunConfig
-    from darknb.data import ensure_dataset
+    from darknb.data.splits import ensure_dataset
 
     assert stored_spec(synth) == SyntheticSpec(**SMALL)
     before = json.loads((synth / "synthetic.json").read_text())

@@ -6,19 +6,15 @@ import pytest
 import torch
 
 from darknb.config import RunConfig
-from darknb.data import build_datasets
+from darknb.data.splits import Splits, build_datasets
+from darknb.engine.build import build_classifier
+from darknb.engine.checkpoint import load_checkpoint, save_checkpoint
+from darknb.engine.evaluate import evaluate, summarize_predictions
+from darknb.engine.loop import fit
+from darknb.engine.stages import train_student, train_teacher
+from darknb.engine.teacher import load_teacher
 from darknb.errors import CheckpointError, ConfigError, TrainingError
-from darknb.train import (
-    build_classifier,
-    evaluate,
-    fit,
-    load_checkpoint,
-    load_teacher,
-    save_checkpoint,
-    summarize_predictions,
-    train_student,
-    train_teacher,
-)
+from darknb.files import RunDir
 
 
 @pytest.fixture
@@ -39,11 +35,9 @@ def _same(a, b):
 
 def test_training_is_deterministic(cfg, tmp_path):
     train, _, test = build_datasets(cfg)
-    r1 = fit(build_classifier(cfg, 3), train, test, cfg.replace(output_dir=str(tmp_path / "a")),
-             name="m", progress=False)
+    r1 = fit(build_classifier(cfg, 3), Splits(train, None, test), cfg.replace(output_dir=str(tmp_path / "a")), name="m", progress=False)
     torch.manual_seed(123)  # global state must not matter
-    r2 = fit(build_classifier(cfg, 3), train, test, cfg.replace(output_dir=str(tmp_path / "b")),
-             name="m", progress=False)
+    r2 = fit(build_classifier(cfg, 3), Splits(train, None, test), cfg.replace(output_dir=str(tmp_path / "b")), name="m", progress=False)
     assert r1["history"] == r2["history"]
     assert _same(_weights(r1["checkpoint"]), _weights(r2["checkpoint"]))
     assert 0 <= r1["metrics"]["top1"] <= 100 and r1["metrics"]["num_videos"] == len(test)
@@ -51,8 +45,7 @@ def test_training_is_deterministic(cfg, tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_weights(cfg, tmp_path):
     train, _, test = build_datasets(cfg)
-    full = fit(build_classifier(cfg, 3), train, test, cfg.replace(output_dir=str(tmp_path / "full")),
-               name="m", progress=False)
+    full = fit(build_classifier(cfg, 3), Splits(train, None, test), cfg.replace(output_dir=str(tmp_path / "full")), name="m", progress=False)
 
     class Crash(torch.nn.Module):
         """Wraps the model and dies in the middle of the second epoch."""
@@ -70,14 +63,14 @@ def test_interrupted_run_resumes_to_the_same_weights(cfg, tmp_path):
     part_cfg = cfg.replace(output_dir=str(tmp_path / "part"))
     model = build_classifier(cfg, 3)
     with pytest.raises(KeyboardInterrupt):
-        fit(Crash(model), train, test, part_cfg, name="m", progress=False)
+        fit(Crash(model), Splits(train, None, test), part_cfg, name="m", progress=False)
     ckpt = Path(part_cfg.output_dir) / "m.ckpt"
     assert load_checkpoint(ckpt)["epoch"] == 1  # epoch 1 is safe on disk, no temp files left
     assert not list(Path(part_cfg.output_dir).glob("*.tmp"))
     # the checkpoint stores the wrapped model's keys: resume with the same wrapper, no crash now
     wrapper = Crash(build_classifier(cfg, 3))
     wrapper.calls = -10**6
-    resumed = fit(wrapper, train, test, part_cfg, name="m", progress=False)
+    resumed = fit(wrapper, Splits(train, None, test), part_cfg, name="m", progress=False)
     assert len(resumed["history"]) == 2
     assert resumed["history"] == full["history"]
     full_w = _weights(full["checkpoint"])
@@ -87,9 +80,9 @@ def test_interrupted_run_resumes_to_the_same_weights(cfg, tmp_path):
 
 def test_resume_refuses_a_checkpoint_from_another_config(cfg, tmp_path):
     train, _, test = build_datasets(cfg)
-    fit(build_classifier(cfg, 3), train, test, cfg.replace(epochs=1), name="m", progress=False)
+    fit(build_classifier(cfg, 3), Splits(train, None, test), cfg.replace(epochs=1), name="m", progress=False)
     with pytest.raises(CheckpointError, match="lr"):
-        fit(build_classifier(cfg, 3), train, test, cfg.replace(lr=1e-2), name="m", progress=False)
+        fit(build_classifier(cfg, 3), Splits(train, None, test), cfg.replace(lr=1e-2), name="m", progress=False)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
@@ -116,7 +109,7 @@ def test_non_finite_loss_stops_the_run_naming_the_step(cfg):
             return self.w.expand(x.shape[0], 3) * float("nan")
 
     with pytest.raises(TrainingError, match=r"non-finite loss .* epoch 1, step 1"):
-        fit(NaNModel(), train, test, cfg, name="nan", progress=False)
+        fit(NaNModel(), Splits(train, None, test), cfg, name="nan", progress=False)
 
 
 def test_summarize_predictions_top5_and_confusion():
@@ -130,12 +123,12 @@ def test_summarize_predictions_top5_and_confusion():
 
 
 def test_teacher_then_student_with_and_without_kd(cfg):
-    teacher = train_teacher(cfg, progress=False)
+    teacher = train_teacher(cfg, build_datasets(cfg), progress=False)
     assert teacher["history"][-1]["kd"] == 0.0
-    loaded = load_teacher(cfg, 3)
+    loaded = load_teacher(cfg, RunDir(cfg.output_dir).checkpoint("teacher"), build_datasets(cfg))
     assert not any(p.requires_grad for p in loaded.enhancer.parameters())
-    student = train_student(cfg, kd=True, progress=False)
-    control = train_student(cfg, kd=False, progress=False)
+    student = train_student(cfg, build_datasets(cfg), kd=True, progress=False)
+    control = train_student(cfg, build_datasets(cfg), kd=False, progress=False)
     assert student["history"][0]["kd"] > 0 and control["history"][0]["kd"] == 0
     assert student["history"] != control["history"]
     # the student sees raw frames only: evaluating it needs no enhancer
@@ -144,7 +137,7 @@ def test_teacher_then_student_with_and_without_kd(cfg):
     model.load_state_dict(_weights(student["checkpoint"]))
     assert evaluate(model, test)["top1"] == pytest.approx(student["metrics"]["top1"])
     with pytest.raises(ConfigError, match="num_frames"):
-        load_teacher(cfg.replace(num_frames=8), 3)
+        load_teacher(cfg.replace(num_frames=8), RunDir(cfg.replace(num_frames=8).output_dir).checkpoint("teacher"), build_datasets(cfg.replace(num_frames=8)))
 
 
 def test_skipped_videos_are_counted_and_reported(cfg, tiny_synthetic, tmp_path):
@@ -159,27 +152,24 @@ def test_skipped_videos_are_counted_and_reported(cfg, tiny_synthetic, tmp_path):
     victim.write_bytes(victim.read_bytes()[:200])  # truncated: undecodable
     with pytest.raises(VideoReadError, match=victim.name):
         train, _, test = build_datasets(cfg.replace(data_root=str(root)))
-        fit(build_classifier(cfg, 3), train, test, cfg.replace(data_root=str(root)), name="m",
-            progress=False)
+        fit(build_classifier(cfg, 3), Splits(train, None, test), cfg.replace(data_root=str(root)), name="m", progress=False)
     skip_cfg = cfg.replace(data_root=str(root), on_error="skip", epochs=1)
     skip_train, _, skip_test = build_datasets(skip_cfg)
-    result = fit(build_classifier(cfg, 3), skip_train, skip_test, skip_cfg, name="s", progress=False)
+    result = fit(build_classifier(cfg, 3), Splits(skip_train, None, skip_test), skip_cfg, name="s", progress=False)
     assert [path for path, _ in result["skipped"]] == [train.samples[0][0]]
 
 
 def test_cached_teacher_targets_equal_online_distillation(cfg, tmp_path):
-    from darknb.distill import TeacherCache
-    from darknb.experiments import ablation_grid
+    from darknb.engine.distill import TeacherCache
+    from darknb.study.experiments import ablation_grid
 
-    train_teacher(cfg, progress=False)
-    teacher = load_teacher(cfg, 3)
-    online = train_student(cfg.replace(output_dir=str(tmp_path / "online")), teacher=teacher, progress=False)
+    train_teacher(cfg, build_datasets(cfg), progress=False)
+    teacher = load_teacher(cfg, RunDir(cfg.output_dir).checkpoint("teacher"), build_datasets(cfg))
+    online = train_student(cfg.replace(output_dir=str(tmp_path / "online")), build_datasets(cfg.replace(output_dir=str(tmp_path / "online"))), teacher=teacher, progress=False)
     cache = TeacherCache()
-    fill = train_student(cfg.replace(output_dir=str(tmp_path / "fill")), teacher=teacher,
-                         teacher_cache=cache, progress=False)
+    fill = train_student(cfg.replace(output_dir=str(tmp_path / "fill")), build_datasets(cfg.replace(output_dir=str(tmp_path / "fill"))), teacher=teacher, teacher_cache=cache, progress=False)
     assert cache.misses > 0 and fill["teacher_seconds"] > 0
-    served = train_student(cfg.replace(output_dir=str(tmp_path / "served")), teacher=teacher,
-                           teacher_cache=cache, progress=False)
+    served = train_student(cfg.replace(output_dir=str(tmp_path / "served")), build_datasets(cfg.replace(output_dir=str(tmp_path / "served"))), teacher=teacher, teacher_cache=cache, progress=False)
     assert served["teacher_seconds"] == 0 and cache.hits > 0
     assert online["history"] == served["history"]
     assert _same(_weights(online["checkpoint"]), _weights(served["checkpoint"]))
@@ -189,7 +179,7 @@ def test_cached_teacher_targets_equal_online_distillation(cfg, tmp_path):
 
 
 def test_fitted_enhancer_does_not_depend_on_global_rng_history(cfg, tmp_path):
-    from darknb.train import build_teacher_enhancer
+    from darknb.engine.teacher import build_teacher_enhancer
 
     fit_cfg = cfg.replace(enhancer="zerodce", enhancer_fit_steps=3, resume=False)
     train = build_datasets(fit_cfg).train
@@ -197,7 +187,8 @@ def test_fitted_enhancer_does_not_depend_on_global_rng_history(cfg, tmp_path):
     for state in (1, 2):
         torch.manual_seed(state)
         torch.rand(state * 7)  # consume a different amount of the global stream
-        enhancer, info = build_teacher_enhancer(fit_cfg, train, tmp_path / str(state))
+        enhancer, info = build_teacher_enhancer(fit_cfg.replace(output_dir=str(tmp_path / str(state))),
+                                                train)
         assert info["fitted"] and info["steps"] == 3
         weights.append([p.detach().clone() for p in enhancer.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
@@ -206,7 +197,7 @@ def test_fitted_enhancer_does_not_depend_on_global_rng_history(cfg, tmp_path):
 def test_validation_selects_the_final_epoch_and_never_sees_test(tiny_synthetic, tmp_path):
     """Selection happens on the scene-disjoint validation list; the final model is the best
     validation epoch's, and load_final_state returns exactly those weights."""
-    from darknb.train import load_final_state
+    from darknb.engine.checkpoint import load_final_state
 
     cfg = RunConfig(data_root=str(tiny_synthetic), output_dir=str(tmp_path / "run"), epochs=3,
                     batch_size=4, num_frames=4, size=32, save_every=1, lr=3e-3, pretrained="")
@@ -214,7 +205,7 @@ def test_validation_selects_the_final_epoch_and_never_sees_test(tiny_synthetic, 
     groups = lambda ds: {ds.group_of(rel) for rel, _ in ds.samples}  # noqa: E731
     assert val is not None and len(val) and not val.train
     assert groups(train).isdisjoint(groups(val)) and groups(val).isdisjoint(groups(test))
-    result = fit(build_classifier(cfg, 3), train, test, cfg, name="m", val_set=val, progress=False)
+    result = fit(build_classifier(cfg, 3), Splits(train, val, test), cfg, name="m", progress=False)
     vals = [h["val_top1"] for h in result["history"]]
     chosen = result["selection"]
     assert chosen["selected_on"] == "val" and chosen["epoch"] == 1 + vals.index(max(vals))
@@ -226,7 +217,7 @@ def test_validation_selects_the_final_epoch_and_never_sees_test(tiny_synthetic, 
 
 
 def test_learning_rate_schedule_warmup_then_cosine(cfg, tmp_path):
-    from darknb.train import lr_at
+    from darknb.engine.build import lr_at
 
     cos = cfg.replace(epochs=4, lr=1e-3, lr_schedule="cosine", warmup_epochs=1)
     lrs = [lr_at(s, steps_per_epoch=5, cfg=cos) for s in range(20)]
@@ -238,7 +229,7 @@ def test_learning_rate_schedule_warmup_then_cosine(cfg, tmp_path):
         cfg.replace(lr_schedule="step")
     train, _, test = build_datasets(cfg)
     run = cfg.replace(lr_schedule="cosine", epochs=3, output_dir=str(tmp_path / "c"))
-    result = fit(build_classifier(cfg, 3), train, test, run, name="m", progress=False)
+    result = fit(build_classifier(cfg, 3), Splits(train, None, test), run, name="m", progress=False)
     epoch_lrs = [h["lr"] for h in result["history"]]
     assert epoch_lrs[0] > epoch_lrs[1] > epoch_lrs[2] >= 0
     assert load_checkpoint(result["checkpoint"])["config"]["lr_schedule"] == "cosine"
@@ -247,7 +238,7 @@ def test_learning_rate_schedule_warmup_then_cosine(cfg, tmp_path):
 def test_multi_view_evaluation_averages_softmax_and_is_recorded(cfg):
     import math
 
-    from darknb.reports import stage_summary
+    from darknb.engine.records import stage_summary
 
     _, _, test = build_datasets(cfg)
     model = build_classifier(cfg, 3)
@@ -272,7 +263,7 @@ def test_tensorboard_tracker_logs_losses_lr_speed_and_validation(cfg):
 
     train, _, test = build_datasets(cfg)
     run = cfg.replace(tracker="tensorboard", epochs=1)
-    fit(build_classifier(cfg, 3), train, test, run, name="m", val_set=test, progress=False)
+    fit(build_classifier(cfg, 3), Splits(train, test, test), run, name="m", progress=False)
     logs = Path(run.output_dir) / "tensorboard" / "m"
     events = EventAccumulator(str(logs)).Reload()
     tags = set(events.Tags()["scalars"])
@@ -281,8 +272,9 @@ def test_tensorboard_tracker_logs_losses_lr_speed_and_validation(cfg):
 
 
 def test_checkpoint_writer_writes_in_the_background_atomically(tmp_path):
+    from darknb.engine.checkpoint import CheckpointWriter
+    from darknb.engine.checkpoint import snapshot as _snapshot
     from darknb.errors import OutputError
-    from darknb.train import CheckpointWriter, _snapshot
 
     weights = {"w": torch.ones(3)}
     writer = CheckpointWriter()
@@ -312,7 +304,7 @@ def test_compile_option_trains_through_torch_compile(cfg, monkeypatch):
     train, _, test = build_datasets(cfg)
     run = cfg.replace(compile=True, epochs=1)
     model = build_classifier(cfg, 3)
-    result = fit(model, train, test, run, name="m", progress=False)
+    result = fit(model, Splits(train, None, test), run, name="m", progress=False)
     assert calls == ["ViTBERT"]
     assert set(load_checkpoint(result["checkpoint"])["model"]) == set(model.state_dict())
 
@@ -330,8 +322,7 @@ def test_any_dataset_of_float_clips_still_trains_and_evaluates(cfg):
             g = torch.Generator().manual_seed(i)
             return torch.rand(3, 4, 32, 32, generator=g), i % 3, i
 
-    result = fit(build_classifier(cfg, 3), Plain(), Plain(), cfg.replace(epochs=1), name="p",
-                 progress=False)
+    result = fit(build_classifier(cfg, 3), Splits(Plain(), None, Plain()), cfg.replace(epochs=1), name="p", progress=False)
     assert result["metrics"]["num_videos"] == 6 and result["steps"] == 2
     with pytest.raises(ConfigError, match="views"):
         evaluate(build_classifier(cfg, 3), Plain(), views="2x1")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from darknb import video
+from darknb.data import video
 from darknb.errors import ConfigError, VideoReadError
 
 try:

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from darknb.enhance import build_enhancer, save_enhancer
+from darknb.data.video import read_frames
 from darknb.errors import ConfigError
-from darknb.video import read_frames
-from darknb.widgets import brightness_histograms, comparison_figure, frame_comparison
+from darknb.models.enhancers import build_enhancer, save_enhancer
+from darknb.report.widgets import (
+    brightness_histograms,
+    comparison_figure,
+    frame_comparison,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +117,8 @@ def test_brightness_histograms(video):
 
 
 def test_class_counts_pick_video_and_brightness_summary(tiny_synthetic):
-    from darknb.data import build_dataset
-    from darknb.widgets import brightness_summary, class_counts, pick_video
+    from darknb.data.datasets import build_dataset
+    from darknb.report.widgets import brightness_summary, class_counts, pick_video
 
     train = build_dataset("synthetic", tiny_synthetic, "train")
     test = build_dataset("synthetic", tiny_synthetic, "test")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from darknb.video import write_video
+from darknb.data.video import write_video
 
 BITS = 8
 LEVEL_STEP = 6  # grey-level step per frame index: 0, 6, 12, ... (<= 42 frames in 0..255)

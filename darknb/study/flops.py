@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 import warnings
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.utils import flop_counter as _fc
@@ -190,7 +188,8 @@ def _top_level_modules(counts: Mapping[str, Mapping], model: nn.Module) -> dict[
 
 def measure_latency(model: nn.Module, *inputs: torch.Tensor, warmup: int = 1,
                     repeats: int = 3) -> dict[str, Any]:
-    """Wall-clock time of ``model(*inputs)`` under ``torch.inference_mode()`` in eval mode.
+    """Wall-clock time of ``model(*inputs)`` under ``torch.inference_mode()`` in eval mode,
+    measured with ``torch.utils.benchmark.Timer`` (each timed call after its own warm-up).
 
     Returns ``mean_ms`` / ``std_ms`` (sample std over ``repeats`` timed calls; 0 for one call) for the
     whole batch, plus ``min_ms``, ``repeats``, ``threads`` (``torch.get_num_threads()``: CPU latency
@@ -206,24 +205,19 @@ def measure_latency(model: nn.Module, *inputs: torch.Tensor, warmup: int = 1,
         raise ConfigError("measure_latency: the model or inputs are on the meta device, which "
                           "computes nothing; time on a real device")
 
-    def sync():
-        # CUDA calls return before the kernel ends; without a sync we would time the launch only.
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    # torch.utils.benchmark's Timer: the thread count is fixed and recorded, CUDA is synchronised
+    # before the clock stops, and each timed call follows its own warm-up calls
+    from torch.utils import benchmark  # lazy: it imports cpp_extension, which warns without CUDA
 
+    timer = benchmark.Timer(stmt="model(*inputs)", globals={"model": model, "inputs": inputs},
+                            num_threads=torch.get_num_threads())
     was_training = model.training
     model.eval()
-    times = []
     try:
         with torch.inference_mode():
             for _ in range(warmup):
                 model(*inputs)
-            sync()
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(*inputs)
-                sync()
-                times.append((time.perf_counter() - start) * 1e3)
+            times = [timer.timeit(number=1).mean * 1e3 for _ in range(repeats)]
     finally:
         model.train(was_training)
     mean = sum(times) / len(times)
@@ -231,47 +225,3 @@ def measure_latency(model: nn.Module, *inputs: torch.Tensor, warmup: int = 1,
     return {"mean_ms": mean, "std_ms": std, "min_ms": min(times), "repeats": repeats,
             "threads": torch.get_num_threads(), "device": str(device),
             "batch_size": int(inputs[0].shape[0]) if inputs[0].dim() else 1}
-
-
-def cost_table(entries: Iterable[Mapping[str, Any]]) -> "pandas.DataFrame":  # noqa: F821
-    """One row per model, in explicit per-clip units.
-
-    Each entry: ``name`` (str), ``params`` (int, or a model to count), ``flops`` (a
-    :func:`count_flops` result, or an int of FLOPs for ``clips`` clips), optional ``latency`` (a
-    :func:`measure_latency` result, or milliseconds for ``clips`` clips) and ``clips`` (clips in the
-    measured batch; default: the results' ``batch_size``, else 1). Other keys are copied through.
-    Columns: ``name, params_M, gflops_per_clip, latency_ms_per_clip, latency_std_ms_per_clip,
-    threads, device`` (+ extras). Latency per clip is batch time / clips.
-    """
-    rows = []
-    for i, entry in enumerate(entries):
-        entry = dict(entry)
-        if "name" not in entry or "params" not in entry or "flops" not in entry:
-            raise ConfigError(f"cost_table: entry {i} needs keys 'name', 'params' and 'flops', "
-                              f"got {sorted(entry)}")
-        params = entry.pop("params")
-        if isinstance(params, nn.Module):
-            params = count_parameters(params)
-        flops = entry.pop("flops")
-        latency = entry.pop("latency", None)
-        clips = entry.pop("clips", None)
-        if clips is None:
-            clips = next((r["batch_size"] for r in (flops, latency) if isinstance(r, Mapping)), 1)
-        if clips < 1:
-            raise ConfigError(f"cost_table: entry {entry['name']!r} has clips={clips}, must be >= 1")
-        total_flops = flops["flops"] if isinstance(flops, Mapping) else flops
-        row = {"name": entry.pop("name"), "params_M": params / 1e6,
-               "gflops_per_clip": total_flops / clips / 1e9}
-        if isinstance(latency, Mapping):
-            row.update(latency_ms_per_clip=latency["mean_ms"] / clips,
-                       latency_std_ms_per_clip=latency["std_ms"] / clips,
-                       threads=latency["threads"], device=latency["device"])
-        else:
-            row.update(latency_ms_per_clip=(latency / clips) if latency is not None else float("nan"),
-                       latency_std_ms_per_clip=float("nan"), threads=None, device=None)
-        row.update(entry)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if "threads" in table:  # stays an integer column when some rows have no latency
-        table["threads"] = table["threads"].astype("Int64")
-    return table

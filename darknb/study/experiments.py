@@ -18,28 +18,22 @@ import torch
 from torch import nn
 
 from darknb.config import RunConfig
-from darknb.data import build_datasets, enhanced_cache_dir
-from darknb.enhance import build_enhancer
+from darknb.data.framecache import CACHE_MANIFEST
+from darknb.data.protocol import CUSTOM
+from darknb.data.splits import build_datasets
+from darknb.engine.build import build_classifier, enhancer_kwargs, resolve_pretrained
+from darknb.engine.jobs import Task, run_tasks
+from darknb.engine.loop import fit
+from darknb.engine.stages import train_student
+from darknb.engine.teacher import load_teacher, teacher_cache_for
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
-from darknb.flops import count_flops, count_parameters, measure_latency
-from darknb.framecache import CACHE_MANIFEST
-from darknb.jobs import Task, run_tasks
-from darknb.models import NativeResolutionTeacher, Teacher, create_model
-from darknb.protocol import CUSTOM
-from darknb.reports import reported_table
-from darknb.stats import accuracy_ci, correct_by_video
-from darknb.study import arm_name
-from darknb.train import (
-    build_classifier,
-    enhancer_kwargs,
-    fit,
-    load_teacher,
-    resolve_pretrained,
-    teacher_cache_for,
-    train_student,
-    train_teacher,
-)
+from darknb.models.classifiers import NativeResolutionTeacher, Teacher, create_model
+from darknb.models.enhancers import build_enhancer
+from darknb.paper import ARID_FRAME, PAPER_CLIP, reported_table
+from darknb.study.arms import arm_name, train_arm
+from darknb.study.flops import count_flops, count_parameters, measure_latency
+from darknb.study.stats import accuracy_ci, correct_by_video
 
 # ----------------------------------------------------------------------------------------------
 # alpha / beta / temperature ablation
@@ -76,19 +70,18 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     out_dir = run.subdir("ablation").root
     base = cfg.replace(pretrained=resolve_pretrained(cfg))  # the run's backbone, from a subfolder
     splits = build_datasets(cfg)
-    num_classes = len(splits.train.classes)
     teachers, caches = {}, {}
     rows = []
     for point in ablation_grid(alphas, betas, temperatures, seeds):
         seed, kd = point["seed"], point["beta"] > 0
         teacher_name = arm_name("teacher", seed)
         if kd and seed not in teachers:
-            teachers[seed] = load_teacher(cfg, num_classes, run.checkpoint(teacher_name), splits=splits)
+            teachers[seed] = load_teacher(cfg, run.checkpoint(teacher_name), splits)
             caches[seed] = teacher_cache_for(cfg.replace(seed=seed), teacher_name)
         run_cfg = base.replace(output_dir=str(out_dir), **point)
         name = "student_a{alpha:g}_b{beta:g}_T{temperature:g}_s{seed}".format(**point)
         started = time.perf_counter()
-        result = train_student(run_cfg, kd=kd, name=name, teacher=teachers.get(seed) if kd else None,
+        result = train_student(run_cfg, splits, kd=kd, name=name, teacher=teachers.get(seed) if kd else None,
                                teacher_cache=caches.get(seed) if kd else None, progress=progress)
         seconds = time.perf_counter() - started
         teacher_s = result.get("teacher_seconds", 0.0)
@@ -107,13 +100,6 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     return table
 
 
-def _control_arm(controls: RunConfig, arm: str, *, progress: bool = False) -> dict:
-    name = arm_name(arm, controls.seed)
-    if arm == "teacher":
-        return train_teacher(controls, name=name, progress=progress)
-    return train_student(controls, kd=False, name=name, progress=progress)
-
-
 def clip_norm_control(cfg: RunConfig, *, seed: int, jobs: int = 1, progress: bool = False) -> dict:
     """The per-clip standardisation control: the teacher and the no-KD student of ``seed`` trained
     again with ``input_norm="clip"`` (everything else equal), in ``<output_dir>/controls``.
@@ -128,9 +114,9 @@ def clip_norm_control(cfg: RunConfig, *, seed: int, jobs: int = 1, progress: boo
         controls = controls.replace(enhancer_checkpoint=str(fitted))
     # and its enhanced frames (the normalisation comes after them): the main teachers' cache when
     # 02_teacher wrote one (it is checked against the enhancer's weights before use)
-    if cfg.teacher_input == "enhanced_cache" and (enhanced_cache_dir(cfg) / CACHE_MANIFEST).is_file():
-        controls = controls.replace(enhanced_cache_dir=str(enhanced_cache_dir(cfg)))
-    run_arm = partial(_control_arm, progress=progress)
+    if cfg.teacher_input == "enhanced_cache" and (cfg.enhanced_frame_cache / CACHE_MANIFEST).is_file():
+        controls = controls.replace(enhanced_cache_dir=str(cfg.enhanced_frame_cache))
+    run_arm = partial(train_arm, progress=progress)
     done = run_tasks([Task(arm, run_arm, (controls, arm)) for arm in ("teacher", "student_no_kd")],
                      jobs=jobs)  # independent: side by side when jobs allow
     teacher, student = done["teacher"], done["student_no_kd"]
@@ -154,27 +140,6 @@ def cache_speedup(table) -> dict:
             "speedup": float(cached.uncached_estimate_s.sum() / cached.seconds.sum())}
 
 
-def plot_ablation(table, *, value: str = "top1"):
-    """Heatmap of alpha x beta (mean over seeds), one panel per temperature."""
-    import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
-
-    temps = sorted(table.temperature.unique())
-    fig, axes = plt.subplots(1, len(temps), figsize=(3.6 * len(temps), 3.2), squeeze=False)
-    for ax, T in zip(axes[0], temps):
-        # beta = 0 rows were run once (T irrelevant): show them in every panel
-        sub = table[(table.temperature == T) | (table.beta == 0)]
-        grid = sub.pivot_table(index="alpha", columns="beta", values=value, aggfunc="mean")
-        image = ax.imshow(grid.values, cmap="viridis", vmin=0, vmax=100)
-        ax.set_xticks(range(len(grid.columns)), [f"{b:g}" for b in grid.columns])
-        ax.set_yticks(range(len(grid.index)), [f"{a:g}" for a in grid.index])
-        for (i, j), v in np.ndenumerate(grid.values):
-            if not np.isnan(v):
-                ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="white", fontsize=9)
-        ax.set(xlabel="beta (KD weight)", ylabel="alpha (CE weight)", title=f"T = {T:g}, {value} (%)")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-    return fig
-
-
 # ----------------------------------------------------------------------------------------------
 # Baselines and the comparison table
 # ----------------------------------------------------------------------------------------------
@@ -188,8 +153,6 @@ BASELINES = {
     "vit_bert": {"r2plus1d_bert": "r2plus1d_34_bert", "two_stream": "two_stream_bert",
                  "darklight": "two_stream_r2plus1d_34_bert"},
 }
-PAPER_CLIP = (3, 64, 112, 112)   # C, T, H, W of the paper's input
-ARID_FRAME = (240, 320)          # ARID's native H, W: the paper enhances before resizing
 
 # What each registered classifier is, for rows that must say which backbone, depth and temporal
 # head produced them. BERT5 = LateTemporalModeling3DCNN's head (key mask keep 0.8); DarkLight's
@@ -217,7 +180,7 @@ def baseline_config(cfg: RunConfig, model_name: str) -> RunConfig:
     """A baseline's run config: no KD, and its own pre-training. R(2+1)D-34:
     ``cfg.baseline_pretrained`` (an ig65m-pytorch IG65M file, or "" for scratch); R(2+1)D-18:
     scratch (no such weights here); the ViT two-stream: the run's ViT backbone, like the student
-    (:func:`darknb.train.resolve_pretrained`). Each row says which."""
+    (:func:`darknb.engine.build.resolve_pretrained`). Each row says which."""
     card = MODEL_CARDS.get(model_name, {})
     if card.get("backbone", "").startswith("R(2+1)D"):
         pretrained = cfg.baseline_pretrained if card.get("depth") == 34 else ""
@@ -246,16 +209,15 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
     """
     if cfg.model not in BASELINES:
         raise ConfigError(f"no baselines defined for model {cfg.model!r}; known: {sorted(BASELINES)}")
-    train_set, val_set, test_set = build_datasets(cfg)
+    splits = build_datasets(cfg)
     results = {}
     for name, model_name in BASELINES[cfg.model].items():
         r2plus1d = MODEL_CARDS[model_name]["backbone"].startswith("R(2+1)D")
         epochs = (r2plus1d_epochs or cfg.epochs) if r2plus1d else cfg.epochs
         run_cfg = baseline_config(cfg, model_name).replace(epochs=epochs)
-        model = build_classifier(run_cfg, len(train_set.classes))
+        model = build_classifier(run_cfg, len(splits.train.classes))
         info = getattr(model, "pretrained_info", None)
-        results[name] = fit(model, train_set, test_set, run_cfg, name=name, val_set=val_set,
-                            progress=progress)
+        results[name] = fit(model, splits, run_cfg, name=name, progress=progress)
         write_json({**results[name]["metrics"], "epochs": epochs, "model": model_name,
                     "pretrained": run_cfg.pretrained, "pretrained_info": info,
                     "config": run_cfg.to_dict()},

@@ -26,12 +26,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
-from darknb.enhance import build_enhancer
+from darknb.data.video import probe, read_frames
 from darknb.errors import ConfigError
-from darknb.video import probe, read_frames
+from darknb.models.enhancers import build_enhancer
+from darknb.models.enhancers import enhance_uint8 as _enhance
 
 RAW = "raw"
 # Enhancers whose output depends on learned weights: without a checkpoint they are random.
@@ -95,14 +95,9 @@ def resolve_enhancers(enhancers, *, checkpoint=None) -> dict[str, nn.Module]:
 
 
 def enhance_uint8(module: nn.Module | None, frames: np.ndarray) -> np.ndarray:
-    """Apply an enhancer to uint8 frames ``(N, H, W, 3)``; returns floats in [0, 1], same layout."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-    if module is not None:
-        with torch.inference_mode():
-            x = module(x).clamp(0.0, 1.0)  # (N, 3, H, W)
-    if not torch.isfinite(x).all():
-        raise ConfigError(f"enhancer {type(module).__name__} produced non-finite values")
-    return x.permute(0, 2, 3, 1).numpy()
+    """Apply an enhancer to uint8 frames ``(N, H, W, 3)``; returns floats in [0, 1], same layout
+    (:func:`darknb.models.enhancers.enhance_uint8`, whole, on the CPU)."""
+    return _enhance(module, frames, device="cpu", chunk=None, as_uint8=False)
 
 
 def _to_png(image: np.ndarray) -> bytes:

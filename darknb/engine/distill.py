@@ -6,13 +6,16 @@ L_student = alpha * CE(y, s) + beta * T^2 * KL(softmax(t / T) || softmax(s / T))
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from darknb.errors import CheckpointError, ConfigError
-from darknb.files import save_torch
+from darknb.files import load_torch, save_torch
+
+__all__ = ["SoftTargets", "TeacherCache", "kd_loss"]
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, target: torch.Tensor,
@@ -88,12 +91,43 @@ class TeacherCache:
                    self.path)
 
     def load(self) -> None:
+        blob = load_torch(self.path, what="teacher cache")
         try:
-            blob = torch.load(self.path, map_location="cpu", weights_only=True)
             keys, values = blob["keys"], blob["logits"]
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise CheckpointError(f"teacher cache {str(self.path)!r} is unreadable: {err}") from err
+        except (KeyError, TypeError) as err:
+            raise CheckpointError(f"teacher cache {str(self.path)!r} is unreadable: no {err}") from err
         if blob.get("signature", "") != self.signature:
             return  # written for other clips or another teacher: start empty, overwrite on save
         self.store = {tuple(int(v) for v in k): row for k, row in zip(keys.tolist(), values)}
         self.fill_seconds = {int(k): float(v) for k, v in blob.get("fill_seconds", {}).items()}
+
+
+class SoftTargets:
+    """The frozen teacher's logits for the training batches of one run: served from ``cache``
+    (a :class:`TeacherCache`, keyed by (seed, epoch, index)) when it holds the whole batch, else
+    computed on the batch's clips and added to it. ``seconds`` is the teacher time this run spent
+    computing (cache misses); it is also added to ``cache.fill_seconds[seed]``."""
+
+    def __init__(self, teacher: torch.nn.Module, cache: TeacherCache | None, *, seed: int,
+                 accelerator):
+        self.teacher = teacher.to(accelerator.device).eval()
+        self.teacher.requires_grad_(False)
+        self.cache, self.seed, self.accelerator = cache, int(seed), accelerator
+        self.seconds = 0.0
+
+    def __call__(self, clips: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        keys = index.tolist()
+        if self.cache is not None:
+            hit = self.cache.lookup(self.seed, epoch, keys)
+            if hit is not None:
+                return hit.to(clips.device)
+        tick = time.perf_counter()
+        with torch.no_grad(), self.accelerator.autocast():
+            logits = self.teacher(clips).float()
+        if self.cache is not None:
+            self.cache.add(self.seed, epoch, keys, logits)
+        elapsed = time.perf_counter() - tick
+        self.seconds += elapsed
+        if self.cache is not None:
+            self.cache.fill_seconds[self.seed] = self.cache.fill_seconds.get(self.seed, 0.0) + elapsed
+        return logits

@@ -22,33 +22,31 @@ the test split is evaluated once per final model.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from darknb.config import RunConfig
-from darknb.data import build_datasets
+from darknb.data.splits import Splits, build_datasets
+from darknb.engine.jobs import Task, run_tasks
+from darknb.engine.records import save_stage
+from darknb.engine.stages import load_trained_classifier, train_student, train_teacher
+from darknb.engine.teacher import (
+    build_teacher_enhancer,
+    ensure_enhanced_cache,
+    load_teacher,
+    teacher_cache_for,
+)
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
-from darknb.jobs import Task, run_tasks
-from darknb.reports import save_stage
-from darknb.stats import (
+from darknb.study.stats import (
+    bootstrap_ci,
     correct_by_video,
     holm,
     mcnemar,
     mean_std,
     minimum_detectable_effect,
     paired_seed_test,
-)
-from darknb.train import (
-    build_teacher_enhancer,
-    ensure_enhanced_cache,
-    load_classifier,
-    load_teacher,
-    teacher_cache_for,
-    train_student,
-    train_teacher,
 )
 
 ARMS = {
@@ -76,35 +74,35 @@ def arm_name(arm: str, seed: int) -> str:
 STUDENT_ARMS = ("student_no_kd", "student", "student_selfkd")  # in training order
 
 
-def train_arm(cfg: RunConfig, arm: str, *, progress: bool = False) -> dict:
+def train_arm(cfg: RunConfig, arm: str, *, splits: Splits | None = None,
+              progress: bool = False) -> dict:
     """Train one arm for ``cfg.seed`` (stage ``arm_name(arm, cfg.seed)``) and save its summary.
-    A student needs its seed's teacher (``student``) or no-KD student (``student_selfkd``)."""
+    A student needs its seed's teacher (``student``) or no-KD student (``student_selfkd``).
+    ``splits``: the run's datasets (built from ``cfg`` when None: a run in a process of its own)."""
     if arm not in ARMS:
         raise ConfigError(f"unknown arm {arm!r}; arms: {list(ARMS)}")
-    splits = build_datasets(cfg)
-    datasets = [d for d in splits if d is not None]
-    num_classes = len(splits.train.classes)
+    splits = splits if splits is not None else build_datasets(cfg)
     run = RunDir(cfg.output_dir)
     name = arm_name(arm, cfg.seed)
     extra = {}
     if arm == "teacher":
-        result = train_teacher(cfg, name=name, progress=progress)
+        result = train_teacher(cfg, splits, name=name, progress=progress)
         extra["enhancer"] = result["enhancer"]
     elif arm == "student_no_kd":
-        result = train_student(cfg, kd=False, name=name, progress=progress)
+        result = train_student(cfg, splits, kd=False, name=name, progress=progress)
     elif arm == "student":
         teacher_name = arm_name("teacher", cfg.seed)
-        teacher = load_teacher(cfg, num_classes, run.checkpoint(teacher_name))
-        result = train_student(cfg, kd=True, name=name, teacher=teacher, progress=progress,
+        teacher = load_teacher(cfg, run.checkpoint(teacher_name), splits)
+        result = train_student(cfg, splits, kd=True, name=name, teacher=teacher, progress=progress,
                                teacher_cache=teacher_cache_for(cfg, teacher_name))
         extra["teacher"] = teacher_name
     else:  # student_selfkd: the raw-input teacher is this seed's no-KD student
         teacher_name = arm_name("student_no_kd", cfg.seed)
-        teacher = load_classifier(cfg, num_classes, run.checkpoint(teacher_name))
-        result = train_student(cfg, kd=True, name=name, teacher=teacher, progress=progress)
+        teacher = load_trained_classifier(cfg, run.checkpoint(teacher_name), splits)
+        result = train_student(cfg, splits, kd=True, name=name, teacher=teacher, progress=progress)
         extra["teacher"] = teacher_name
     save_stage(cfg.output_dir, name, result, cfg=cfg.replace(beta=0.0) if arm == "student_no_kd" else cfg,
-               datasets=datasets, **extra)
+               datasets=splits.present(), **extra)
     return result
 
 
@@ -112,8 +110,7 @@ def prepare_teachers(cfg: RunConfig) -> None:
     """What every seed's teacher reads, made once before the seeds' runs start (side by side they
     would race to make it): the fitted enhancer and, with ``teacher_input="enhanced_cache"``, the
     enhanced frame cache. Both are reused when present."""
-    splits = build_datasets(cfg)
-    enhancer, _ = build_teacher_enhancer(cfg, splits.train, Path(cfg.output_dir))
+    enhancer, _ = build_teacher_enhancer(cfg, build_datasets(cfg).train)
     if cfg.teacher_input == "enhanced_cache":
         ensure_enhanced_cache(cfg, enhancer)
 
@@ -174,11 +171,8 @@ def summarize_arm(out_dir, arm: str, seeds, *, n_boot: int = 2000) -> dict:
     first = read_json(run.stage(arm_name(arm, int(table.seed.iloc[0]))))
     correct = np.stack([correct_by_video(read_json(run.predictions(arm_name(arm, s))))[1] for s in table.seed])
     mean, std = mean_std(table.top1.tolist())
-    # each clip's accuracy averaged over seeds, resampled over clips (test-set uncertainty)
-    per_clip = correct.mean(0)
-    rng = np.random.default_rng(0)
-    boots = per_clip[rng.integers(0, per_clip.size, (n_boot, per_clip.size))].mean(1) * 100
-    low, high = np.quantile(boots, [0.025, 0.975])
+    # each clip's accuracy averaged over seeds, resampled over clips (test-set sampling only)
+    low, high = (100 * v for v in bootstrap_ci(correct.mean(0), n_boot=n_boot))
     return {"label": ARMS.get(arm, arm), "top1": mean, "top1_std": std,
             "top5": float(table.top5.mean()), "top1_ci95": [float(low), float(high)],
             "per_seed": table.drop(columns="arm").to_dict("records"),
@@ -221,19 +215,6 @@ def compare_arms(out_dir, seeds, comparisons=COMPARISONS) -> tuple[list[dict], f
     return rows, design_mde
 
 
-def comparisons_table(rows: list[dict]) -> pd.DataFrame:
-    """The comparisons for a report: one row each, points of top-1, rounded."""
-    table = pd.DataFrame([{
-        "comparison": f"{r['a']} - {r['b']}", "question": r["question"],
-        "mean diff (pts)": r["mean_diff"], "95% CI (pts)": f"{r['ci95_low']:+.1f} to {r['ci95_high']:+.1f}",
-        "p (paired t)": r["p_value"], "p (Holm)": r["p_holm"], "MDE 80% (pts)": r["mde_top1"],
-        "seeds": r["n_seeds"],
-        "McNemar p per seed": ", ".join(f"{m['p_value']:.2f}" for m in r["mcnemar"]),
-    } for r in rows])
-    return table.round({"mean diff (pts)": 1, "p (paired t)": 3, "p (Holm)": 3, "MDE 80% (pts)": 1})
-
-
-
 def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: str = "",
                 splits: dict | None = None, n_boot: int = 2000) -> dict:
     """Everything summary.json needs from the study (see the README's contract): per-arm
@@ -251,52 +232,7 @@ def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: st
     return study
 
 
-def study_findings(study: dict, *, alpha: float = 0.05) -> list[str]:
-    """What the numbers say, one sentence per comparison (and the zero-shot check), in the same
-    words whatever the outcome: the difference, its interval, the Holm-corrected p, and whether
-    the design could have seen an effect of that size."""
-    lines = []
-    zero = study.get("zero_shot")
-    if zero:
-        gap = zero["enhanced"] - zero["raw"]
-        lines.append(f"Zero-shot, pre-trained model on dark clips of its own classes: raw "
-                     f"{zero['raw']:.1f} %, enhanced {zero['enhanced']:.1f} %, well-lit "
-                     f"{zero['lit']:.1f} % (chance {zero['chance']:.1f} %): enhancement "
-                     f"{'closes part of' if gap > 0 else 'does not close'} the domain gap "
-                     f"({gap:+.1f} points).")
-    for c in study["comparisons"]:
-        verdict = ("significant" if c["p_holm"] < alpha else "not significant")
-        if c["mean_diff"] == 0:
-            difference = f"{c['a']} and {c['b']} have the same mean top-1"
-        else:
-            direction = "higher" if c["mean_diff"] > 0 else "lower"
-            difference = f"{c['a']} is {abs(c['mean_diff']):.1f} points {direction} than {c['b']}"
-        if c["mde_top1"] is None:
-            power = "; no spread across seeds, so the design's power cannot be estimated."
-        elif abs(c["mean_diff"]) < c["mde_top1"]:
-            power = (f"; the design detects {c['mde_top1']:.1f} points with 80 % power, so an "
-                     "effect this small could exist unseen.")
-        else:
-            power = "."
-        lines.append(f"{c['question']} {difference} (95 % CI {c['ci95_low']:+.1f} to "
-                     f"{c['ci95_high']:+.1f} over {c['n_seeds']} seeds; Holm p = {c['p_holm']:.3f}, "
-                     f"{verdict}){power}")
-    return lines
-
-
-def split_sizes(cfg: RunConfig) -> dict:
-    """``{"train", "val", "test", "scene_disjoint"}``: clips per split and whether the splits share
-    no group (scene / actor)."""
-    splits = build_datasets(cfg)
-    groups = {name: {ds.group_of(rel) for rel, _ in ds.samples}
-              for name, ds in zip(("train", "val", "test"), splits) if ds is not None}
-    names = list(groups)
-    disjoint = all(groups[x].isdisjoint(groups[y]) for i, x in enumerate(names) for y in names[i + 1:])
-    return {"train": len(splits.train), "val": len(splits.val) if splits.val is not None else 0,
-            "test": len(splits.test), "scene_disjoint": bool(disjoint)}
-
-
-__all__ = ["ARMS", "COMPARISONS", "STUDENT_ARMS", "arm_name", "train_arm", "compare_arms", "comparisons_table", "seed_table",
-           "prepare_teachers", "split_sizes", "study_findings", "summarize_arm", "train_students",
+__all__ = ["ARMS", "COMPARISONS", "STUDENT_ARMS", "arm_name", "train_arm", "compare_arms", "seed_table",
+           "prepare_teachers", "summarize_arm", "train_students",
            "train_teachers",
            "write_study"]

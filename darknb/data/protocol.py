@@ -14,8 +14,10 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from darknb.data.synthetic import MANIFEST as SYNTHETIC_MANIFEST
 from darknb.errors import CheckpointError
 from darknb.files import sha256_file
+from darknb.provenance import data_checksum
 
 # ARID's official list files, recognised by their sha256. Sources (checksums of the files as
 # published, see shared/reference/arid/README.md):
@@ -64,6 +66,15 @@ def dataset_identity(name: str, splits: Iterable) -> dict:
     return {"name": str(name), "classes": list(splits[0].classes), "lists": lists}
 
 
+def identity_of(name: str, splits) -> dict | None:
+    """:func:`dataset_identity` of a run's datasets, or None for datasets without list files
+    (a dataset a test or a user built from tensors: nothing to compare)."""
+    present = [ds for ds in splits if ds is not None]
+    if not present or not all(hasattr(ds, "list_file") for ds in present):
+        return None
+    return dataset_identity(name, present)
+
+
 def protocol_label(identity: dict | None) -> str:
     """How reports name a run's lists: ``"official: ARID v1 split 1"`` when every list is an
     official one, the synthetic set's generated lists, else ``"custom list"``."""
@@ -99,3 +110,28 @@ def check_same_dataset(saved: dict | None, current: dict, *, what: str) -> None:
     if problems:
         raise CheckpointError(f"{what} was made with other data: {'; '.join(problems)}. Use the "
                               "same dataset and lists, or another output_dir")
+
+
+def dataset_files(dataset) -> list[Path]:
+    """The list / manifest files that define a dataset object's protocol."""
+    files = []
+    list_file = getattr(dataset, "list_file", None)
+    if list_file and Path(list_file).is_file():
+        files.append(Path(list_file))
+    manifest = Path(getattr(dataset, "root", ".")) / SYNTHETIC_MANIFEST
+    if manifest.is_file():
+        files.append(manifest)
+    return sorted(set(files))
+
+
+def data_provenance(name: str | None, datasets) -> dict:
+    """The data part of a :func:`darknb.provenance.provenance` record: a sha256 over the files that
+    define the protocol (lists, the synthetic set's manifest), those files, and whether the lists
+    are the official ones (:func:`protocol_label`) or a "custom list"."""
+    datasets = [ds for ds in datasets if ds is not None and hasattr(ds, "list_file")]
+    files = sorted({f for ds in datasets for f in dataset_files(ds)})
+    identity = dataset_identity(name or "", datasets) if datasets else None
+    return {"data_checksum": data_checksum(files) if files else None,
+            "data_files": [str(f) for f in files],
+            "data_protocol": protocol_label(identity) if identity else None,
+            "data_lists": identity["lists"] if identity else None}

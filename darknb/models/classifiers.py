@@ -26,6 +26,7 @@ from torchvision.models.video.resnet import (
 )
 
 from darknb.errors import CheckpointError, ConfigError
+from darknb.files import load_torch
 from darknb.registry import Registry
 
 # ----------------------------------------------------------------------------------------------
@@ -178,8 +179,8 @@ def _video_classifier_state(pretrained) -> dict | None:
     if not path.is_file():
         raise CheckpointError(f"pretrained backbone file {str(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - not ours to judge here: timm's loader names the problem
+        state = load_torch(path, what="pretrained backbone file")
+    except CheckpointError:  # not ours to judge here: timm's loader names the problem
         return None
     if isinstance(state, dict) and any(str(k).startswith("backbone.") for k in state) \
             and all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -368,10 +369,6 @@ def vit_bert_tiny(num_classes: int, **overrides) -> ViTBERT:
     return ViTBERT(num_classes, **{**_TINY_VIT, **overrides})
 
 
-def num_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 # ----------------------------------------------------------------------------------------------
 # Baselines for the comparison table (trained on the same data as the teacher and student)
 # ----------------------------------------------------------------------------------------------
@@ -416,10 +413,7 @@ def load_ig65m_backbone(backbone: nn.Sequential, path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"IG65M checkpoint {str(path)!r} does not exist (download it from "
                               "moabitcoin/ig65m-pytorch's releases; darknb never downloads)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"IG65M checkpoint {str(path)!r} cannot be read: {err}") from err
+    state = load_torch(path, what="IG65M checkpoint")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"IG65M checkpoint {str(path)!r} is not a state dict of tensors")
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel

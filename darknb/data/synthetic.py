@@ -44,8 +44,8 @@ import numpy as np
 
 from darknb.errors import ConfigError
 from darknb.files import read_json, save_npy, sha256_file, write_json, write_text
-from darknb.framecache import CACHE_MANIFEST, cache_file, cache_manifest
-from darknb.video import probe, read_frames, write_video
+from darknb.data.framecache import CACHE_MANIFEST, cache_file, cache_manifest
+from darknb.data.video import probe, read_frames, write_video
 
 __all__ = ["Darkening", "MANIFEST", "PRETRAIN_CLASSES", "SYNTHETIC_CLASSES", "SyntheticSpec",
            "TARGET_CLASSES", "WellLit", "make_synthetic_dark", "render_lit", "stored_spec",

@@ -7,7 +7,7 @@ dark video, PAPER.md "Architecture").
 
 The video goes through exactly the test pipeline of training (darknb.data sampling and crop,
 darknb.loader's device transform) with the checkpoint's own clip settings; the weights are the
-run's FINAL ones (selected on validation, :func:`darknb.train.load_final_state`).
+run's FINAL ones (selected on validation, :func:`darknb.engine.checkpoint.load_final_state`).
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ import torch
 from torch import nn
 
 from darknb.config import RunConfig, parse_views
-from darknb.data import (
-    crop_box,
-    default_resize_short,
-    make_raw_clip,
-    sample_frame_indices,
-)
+from darknb.data.loader import ClipTransform, collate_raw
+from darknb.data.sampling import crop_box, default_resize_short, make_raw_clip, sample_frame_indices
+from darknb.data.video import probe, read_frames
+from darknb.engine.build import build_classifier
+from darknb.engine.checkpoint import load_checkpoint, load_final_state
 from darknb.errors import CheckpointError
-from darknb.loader import ClipTransform, collate_raw
-from darknb.video import probe, read_frames
+from darknb.models.classifiers import Teacher
+from darknb.models.enhancers import build_enhancer
 
 __all__ = ["Classifier", "format_prediction", "load_classifier", "predict"]
 
@@ -93,10 +92,6 @@ def load_classifier(checkpoint: str | os.PathLike, *, device: str | torch.device
     """The FINAL weights of a finished training run's ``<stage>.ckpt`` (a student, a teacher with
     its enhancer, a baseline) on ``device`` (default: the GPU when there is one). Refuses, naming
     the file, anything that is not a darknb classifier checkpoint."""
-    from darknb.enhance import build_enhancer
-    from darknb.models import Teacher
-    from darknb.train import build_classifier, load_checkpoint, load_final_state
-
     path = Path(checkpoint)
     try:
         state = load_checkpoint(path)

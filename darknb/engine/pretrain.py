@@ -6,7 +6,7 @@ what it knows. :func:`pretrain_backbone` gives the synthetic miniature the same 
 run's classifier is trained on the well-lit pre-training set (its own classes, scenes of its own;
 :mod:`darknb.synthetic`), selected on that set's validation split, and saved without its last
 layer (per-frame ViT, temporal BERT blocks, input statistics) with a provenance sidecar
-(:func:`darknb.models.pretrained_stats_file`). Teacher, student and controls then fine-tune from it through the same
+(:func:`darknb.models.classifiers.pretrained_stats_file`). Teacher, student and controls then fine-tune from it through the same
 ``pretrained=<path>`` loading a user gives for timm or other weights (``pretrained="pretrain"`` is
 this file). :func:`zero_shot` asks whether a domain gap exists for enhancement to close.
 """
@@ -17,16 +17,16 @@ import numpy as np
 import torch
 
 from darknb.config import RunConfig
-from darknb.data import build_dataset
+from darknb.data.datasets import build_dataset
+from darknb.data.splits import Splits
+from darknb.engine.build import build_classifier, process_state
+from darknb.engine.checkpoint import load_final_state
+from darknb.engine.evaluate import evaluate
+from darknb.engine.loop import fit
 from darknb.files import RunDir, save_torch, write_json
-from darknb.models import Teacher, pretrained_stats_file
-from darknb.train import (
-    build_classifier,
-    evaluate,
-    fit,
-    load_final_state,
-    process_state,
-)
+from darknb.models.classifiers import Teacher, pretrained_stats_file
+
+__all__ = ["PRETRAIN_DATASET", "channel_statistics", "pretrain_backbone", "pretrain_config", "zero_shot"]
 
 PRETRAIN_DATASET = "synthetic_lit"
 
@@ -70,7 +70,7 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
     ``pretrained=<that path>`` loads the ViT through timm's filter, which resamples position
     embeddings, and the temporal blocks) and its ``.json`` sidecar (statistics, classes,
     provenance). Resumes like every stage (a finished pre-training is not redone).
-    Returns the :func:`darknb.train.fit` result plus ``"backbone"``, ``"stats"``, ``"classes"``.
+    Returns the :func:`darknb.engine.loop.fit` result plus ``"backbone"``, ``"stats"``, ``"classes"``.
     """
     pre_cfg = pretrain_config(cfg, epochs=epochs, lr=lr)
     train_set, val_set = _datasets(pre_cfg, "train", "val")
@@ -79,7 +79,8 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
     with torch.no_grad():
         model.mean.copy_(torch.tensor(mean).view_as(model.mean))
         model.std.copy_(torch.tensor(std).view_as(model.std))
-    result = fit(model, train_set, val_set, pre_cfg, name="pretrain", val_set=val_set,
+    # validated (and reported) on the well-lit validation split: there is no test split here
+    result = fit(model, Splits(train_set, val_set, val_set), pre_cfg, name="pretrain",
                  progress=progress)
     # the selected weights, all but the classifier (it is for the pre-training classes): the
     # per-frame ViT, the temporal BERT blocks and the input statistics. Measured: transferring the

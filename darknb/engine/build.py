@@ -1,0 +1,125 @@
+"""What a training run is built from: the classifier (and its pre-trained weights), the optimiser,
+the learning-rate schedule, the accelerator and the seeds.
+
+Every random initial state is a function of the config's seed (and, per epoch, of the epoch and
+the process), never of the RNG's history, so that runs side by side, resumed runs and runs in
+another order give the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import ProjectConfiguration, set_seed
+from timm.optim import param_groups_weight_decay
+from torch import nn
+
+from darknb.config import RunConfig
+from darknb.errors import CheckpointError, ConfigError
+from darknb.files import RunDir
+from darknb.models.classifiers import create_model
+from darknb.models.enhancers import ZeroDCE
+
+__all__ = ["build_classifier", "enhancer_kwargs", "epoch_seed", "fast_enhancers", "lr_at",
+           "make_accelerator", "make_optimizer", "process_state", "resolve_pretrained", "set_seed"]
+
+
+def resolve_pretrained(cfg: RunConfig) -> str:
+    """``cfg.pretrained`` with "pretrain" replaced by the path of the run's pre-trained backbone."""
+    if cfg.pretrained != "pretrain":
+        return cfg.pretrained
+    path = RunDir(cfg.output_dir).pretrained_backbone
+    if not path.is_file():
+        raise CheckpointError(
+            f"pretrained='pretrain' is this run's backbone pre-trained on the well-lit set, {path}, "
+            "which does not exist yet: run notebook 01_pretrain (`python -m darknb run --notebooks "
+            "01_pretrain`) or `python -m darknb train pretrain`; or set pretrained to '' (scratch), "
+            "'hub' or the path of a backbone file")
+    return str(path)
+
+
+def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``
+    (and of the pre-trained backbone, :func:`resolve_pretrained`)."""
+    pretrained = resolve_pretrained(cfg)
+    torch.manual_seed(cfg.seed)
+    return create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
+                        pretrained=pretrained, input_norm=cfg.input_norm)
+
+
+def enhancer_kwargs(cfg: RunConfig) -> dict:
+    """Constructor arguments of ``cfg.enhancer`` that the config sets (Zero-DCE++'s run-time
+    ``scale_factor``)."""
+    return {"scale_factor": cfg.enhancer_scale_factor} if cfg.enhancer == "zerodce++" else {}
+
+
+# ViT position embeddings and CLS tokens (the backbone's and the BERT head's) are not decayed
+NO_WEIGHT_DECAY = ("*pos_embed", "*cls_token")
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, CLS tokens and positional embeddings
+    (``timm.optim.param_groups_weight_decay``, timm's rule)."""
+    groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=NO_WEIGHT_DECAY)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def lr_at(step: int, *, steps_per_epoch: int, cfg: RunConfig) -> float:
+    """The learning rate at optimiser step ``step`` (0-based): linear warm-up over
+    ``cfg.warmup_epochs`` epochs, then ``cfg.lr`` (``lr_schedule="constant"``) or a cosine from
+    ``cfg.lr`` to 0 at the last step (``"cosine"``)."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    total = max(1, cfg.epochs * steps_per_epoch - warmup)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / total)))
+
+
+def process_state() -> PartialState:
+    """This process's place among the processes of a run (``torchrun`` / ``accelerate launch``):
+    ``.is_main_process``, ``.process_index``, ``.num_processes``, ``main_process_first()``. The
+    same settings as :func:`make_accelerator`'s (accelerate keeps one such state per process)."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def make_accelerator(cfg: RunConfig) -> Accelerator:
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "no"
+    kwargs: dict[str, Any] = {}
+    if cfg.tracker:
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            raise ConfigError(f"tracker={cfg.tracker!r} needs the tensorboard package "
+                              "(pip install tensorboard), or set tracker=''")
+        run = RunDir(cfg.output_dir)
+        kwargs.update(log_with=cfg.tracker, project_config=ProjectConfiguration(
+            project_dir=str(run.root), logging_dir=str(run.tensorboard)))
+    # cpu=True without a GPU: under torchrun that is what makes accelerate join the processes over
+    # gloo (without it every process trains alone on all the data)
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision, **kwargs)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of dropout / BERT masks in one epoch of one process: a function of all three."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def fast_enhancers(accelerator: Accelerator, *models: nn.Module | None) -> None:
+    """Zero-DCE in bf16 and channels-last where the run is bf16 on a GPU (see ZeroDCE.set_precision)."""
+    if accelerator.device.type != "cuda" or accelerator.mixed_precision != "bf16":
+        return
+    for model in models:
+        for module in (model.modules() if model is not None else ()):
+            if isinstance(module, ZeroDCE):
+                module.set_precision(torch.bfloat16, channels_last=True)

@@ -1,0 +1,96 @@
+"""The stages of DL-KDD: the teacher T = T_c(T_e(x)) on enhanced frames, then the student on raw
+frames, distilled from it (or the no-KD control, beta = 0). Each takes the run's :class:`Splits`
+(built once by the caller) and returns :func:`darknb.engine.loop.fit`'s result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from darknb.config import RunConfig
+from darknb.data.protocol import check_same_dataset, dataset_identity
+from darknb.data.splits import Splits
+from darknb.engine.build import build_classifier
+from darknb.engine.checkpoint import load_final_state
+from darknb.engine.distill import TeacherCache
+from darknb.engine.loop import fit
+from darknb.engine.teacher import (
+    build_teacher_enhancer,
+    ensure_enhanced_cache,
+    load_teacher,
+    teacher_targets,
+)
+from darknb.errors import CheckpointError
+from darknb.files import RunDir
+from darknb.models.classifiers import Teacher
+from darknb.models.enhancers import IdentityEnhancer
+
+__all__ = ["load_trained_classifier", "train_student", "train_teacher"]
+
+
+def train_teacher(cfg: RunConfig, splits: Splits, *, name: str = "teacher",
+                  progress: bool = True) -> dict:
+    """Fit/load the enhancer, train T = T_c(T_e(x)) with cross-entropy, evaluate it. The enhancer
+    is fitted once per run folder and shared by every seed's teacher (it is not what varies).
+
+    ``cfg.teacher_input="online"``: T_e enhances every resized training / test crop. With
+    ``"enhanced_cache"`` the frozen T_e enhances every native-resolution frame ONCE, before the
+    resize (the paper's order; :func:`darknb.engine.teacher.ensure_enhanced_cache`, shared by the
+    seeds as the enhancer is), and T_c trains and is evaluated on clips of that cache: the same
+    crops of the same frames the student sees raw."""
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    enhancer, enhancer_info = build_teacher_enhancer(cfg, splits.train)
+    enhancer_info["teacher_input"] = cfg.teacher_input
+    if cfg.teacher_input == "enhanced_cache":
+        enhancer_info["enhanced_cache"] = ensure_enhanced_cache(cfg, enhancer)
+        splits = splits.with_cache(cfg.enhanced_frame_cache)
+        enhancer = IdentityEnhancer()  # the frames are enhanced already
+    teacher = Teacher(enhancer, build_classifier(cfg, len(splits.train.classes)))
+    result = fit(teacher, splits, cfg.replace(beta=0.0), name=name, progress=progress,
+                 extra_state={"enhancer": enhancer_info})
+    result["enhancer"] = enhancer_info
+    return result
+
+
+def train_student(cfg: RunConfig, splits: Splits, *, kd: bool = True, name: str | None = None,
+                  teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
+                  progress: bool = True) -> dict:
+    """Train the student (raw frames only). ``kd=True``: alpha*CE + beta*T^2*KL against the frozen
+    teacher (this run's ``teacher.ckpt`` when none is given); ``kd=False``: the control the paper
+    lacks, the same student with beta = 0.
+
+    An enhanced-cache teacher (``teacher.enhanced_cache``, see
+    :func:`darknb.engine.teacher.load_teacher`) gets its soft targets computed up front on the
+    enhanced clips (into ``teacher_cache``, or an in-memory one); the run's ``teacher_seconds``
+    includes that time."""
+    distil = kd and cfg.beta > 0
+    prefill_seconds = 0.0
+    if distil:
+        if teacher is None:
+            teacher = load_teacher(cfg, RunDir(cfg.output_dir).checkpoint("teacher"), splits)
+        teacher, teacher_cache, prefill_seconds = teacher_targets(cfg, teacher, splits.train,
+                                                                  teacher_cache, progress=progress)
+    student = build_classifier(cfg, len(splits.train.classes))
+    name = name or ("student" if kd else "student_no_kd")
+    result = fit(student, splits, cfg if kd else cfg.replace(beta=0.0), name=name,
+                 teacher=teacher if kd else None, teacher_cache=teacher_cache, progress=progress)
+    result["teacher_seconds"] = result.get("teacher_seconds", 0.0) + prefill_seconds
+    return result
+
+
+def load_trained_classifier(cfg: RunConfig, path: str | Path, splits: Splits) -> nn.Module:
+    """A trained classifier (e.g. a no-KD student, the raw-input teacher of the self-distillation
+    control) with its selected weights, rebuilt from its checkpoint's config; eval mode. Like
+    :func:`darknb.engine.teacher.load_teacher`, it refuses a checkpoint made on other data."""
+    state = load_final_state(path)
+    check_same_dataset(state.get("dataset"), dataset_identity(cfg.dataset, splits.present()),
+                       what=f"checkpoint {str(path)!r}")
+    saved = RunConfig.from_params(state.get("config", {}))
+    model = build_classifier(saved, len(splits.train.classes))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit {saved.model}: {err}") from err
+    return model.eval()

@@ -1,0 +1,320 @@
+"""Readable tables and text for the reports: rounded numbers with units, intervals, the study's
+comparisons and findings in words, the paper's claims as measured, skipped videos, and the
+README's generated demo block.
+
+Reads dicts and JSON (what the stages and ``summary.json`` hold); never trains anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from darknb.data.framecache import CACHE_MANIFEST
+from darknb.data.protocol import protocol_label
+from darknb.errors import ConfigError
+from darknb.files import read_json, write_text
+
+__all__ = ["README_BEGIN", "README_END", "accuracy_table", "claims_summary", "comparisons_table",
+           "cost_table", "demo_results_markdown", "format_number", "results_table", "skipped_table",
+           "study_findings", "update_readme"]
+
+
+def results_table(stages: dict, *, dataset: str):
+    """One row per measured stage: top-1/top-5, test-set size and its lists (official, or
+    "custom list"), labelled ``measured``."""
+    rows = [{"source": "measured", "dataset": dataset, "model": name,
+             "top1": s["top1"] if "top1" in s else s["metrics"]["top1"],
+             "top5": s["top5"] if "top5" in s else s["metrics"]["top5"],
+             "test_videos": s.get("num_videos") or s.get("metrics", {}).get("num_videos"),
+             "lists": s.get("data_protocol") or (protocol_label(s["dataset"])
+                                                 if isinstance(s.get("dataset"), dict) else None)}
+            for name, s in stages.items()]
+    return pd.DataFrame(rows)
+
+
+BLANK = ""
+
+
+def format_number(value, digits: int = 1, *, significant: bool = False) -> str:
+    """``value`` rounded for a report: ``digits`` decimals (or significant digits), "" for a
+    missing value (None, NaN), thousands separated."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return BLANK
+    try:
+        if pd.isna(value):
+            return BLANK
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if significant:
+        if value == 0:
+            return "0"
+        decimals = max(0, digits - 1 - int(np.floor(np.log10(abs(value)))))
+        return f"{value:,.{decimals}f}"
+    return f"{value:,.{digits}f}"
+
+
+def _interval(low, high, digits: int = 1) -> str:
+    a, b = format_number(low, digits), format_number(high, digits)
+    return f"{a}–{b}" if a and b else BLANK
+
+
+def accuracy_table(table, *, source: str | None = None) -> pd.DataFrame:
+    """The accuracy half of a comparison table (``experiments.comparison_table``), for reading:
+    one row per method, top-1 / top-5 in % with one decimal (the mean over seeds where a method
+    ran for several, with their standard deviation), the 95% interval as "low–high", the test set
+    size, epochs and seeds, and the lists the run used; blanks where a value is missing (reported
+    rows have no interval), and columns empty for every row left out. ``source`` ("measured" or
+    "reported") keeps those rows only: two narrow tables instead of one wide one."""
+    table = pd.DataFrame(table)
+    if source is not None:
+        table = table[table["source"] == source]
+    rows = []
+    for r in table.to_dict("records"):
+        seeds = r.get("seeds")
+        several = seeds is not None and pd.notna(seeds) and seeds > 1
+        rows.append({
+            "source": r.get("source", BLANK), "dataset": r.get("dataset", BLANK),
+            "method": r.get("method", BLANK),
+            "top-1 (%)": format_number(r.get("top1")),
+            "std over seeds (pts)": format_number(r.get("top1_seed_std")) if several else BLANK,
+            "top-1 95% CI (%)": _interval(r.get("top1_ci95_low"), r.get("top1_ci95_high")),
+            "top-5 (%)": format_number(r.get("top5")),
+            "seeds": format_number(seeds, 0),
+            "test videos": format_number(r.get("test_videos"), 0),
+            "epochs": format_number(r.get("epochs"), 0),
+            "lists": r.get("lists") if isinstance(r.get("lists"), str) else BLANK,
+        })
+    out = pd.DataFrame(rows)
+    return out.loc[:, [c for c in out.columns if (out[c] != BLANK).any()]]  # drop empty columns
+
+
+def cost_table(costs) -> pd.DataFrame:
+    """Inference cost per clip (``experiments.cost_of_models`` rows), for reading: parameters in
+    millions, GFLOPs (FLOPs = 2 x MACs) to 3 significant digits, CPU latency in ms with its
+    spread and thread count; blanks where not measured (e.g. paper-size latency skipped)."""
+    rows = []
+    for r in pd.DataFrame(costs).to_dict("records"):
+        params, latency = r.get("params"), r.get("latency_ms_per_clip")
+        rows.append({
+            "model": r.get("model"), "setting": r.get("setting"),
+            "params (M)": format_number(params / 1e6 if params is not None and pd.notna(params)
+                                        else None, 2),
+            "GFLOPs / clip": format_number(r.get("gflops_per_clip"), 3, significant=True),
+            "CPU latency (ms / clip)": format_number(
+                latency, 0 if latency is not None and pd.notna(latency) and latency >= 100 else 1),
+            "latency std (ms)": format_number(r.get("latency_std_ms"), 1),
+            "threads": format_number(r.get("latency_threads"), 0)})
+    out = pd.DataFrame(rows)
+    return out.loc[:, [c for c in out.columns if (out[c].fillna(BLANK) != BLANK).any()]]
+
+
+def claims_summary(claims: dict) -> str:
+    """The closing summary of ``experiments.paper_claims`` as Markdown bullet points (show it with
+    ``IPython.display.Markdown``): each claim of the paper, what was measured, and how sure."""
+    lines = []
+    beats = claims.get("student_beats_teacher") or {}
+    if beats:
+        verdict = "yes" if beats.get("measured") else "no"
+        detail = (f"student {format_number(beats.get('student_top1'))} % vs teacher "
+                  f"{format_number(beats.get('teacher_top1'))} % top-1")
+        if beats.get("mean_diff") is not None:
+            detail += (f", difference {beats['mean_diff']:+.1f} points, 95% CI "
+                       f"{beats['ci95_low']:+.1f} to {beats['ci95_high']:+.1f} over "
+                       f"{beats.get('n_seeds')} seeds; Holm p = {beats.get('p_holm', float('nan')):.3f}, "
+                       f"{'significant' if beats.get('significant_after_holm') else 'not significant'}"
+                       " at 0.05")
+            mde = beats.get("mde_top1")
+            if mde is not None and abs(beats["mean_diff"]) < mde:
+                detail += f"; this design detects {mde:.1f} points with 80% power"
+        lines.append(f"- **The student beats the teacher** (paper: yes): measured **{verdict}** "
+                     f"({detail}).")
+    cheaper = claims.get("student_is_cheaper") or {}
+    if cheaper:
+        verdict = "yes" if cheaper.get("measured") else "no"
+        parts = []
+        for key, label in (("teacher_over_student_gflops", "teacher / student GFLOPs"),
+                           ("two_stream_over_student_gflops", "two-stream / student GFLOPs"),
+                           ("teacher_over_student_latency", "teacher / student CPU latency")):
+            ratios = cheaper.get(key) or {}
+            shown = [f"{format_number(v, 2, significant=True)}× {where.replace('_', ' ')}"
+                     for where, v in ratios.items() if v]
+            if shown:
+                parts.append(f"{label}: {', '.join(shown)}")
+        lines.append(f"- **The student costs less at inference** (paper: yes, no figures given): "
+                     f"measured **{verdict}**" + (f" ({'; '.join(parts)})." if parts else "."))
+    return "\n".join(lines)
+
+
+
+def comparisons_table(rows: list[dict]) -> pd.DataFrame:
+    """The comparisons for a report: one row each, points of top-1, rounded."""
+    table = pd.DataFrame([{
+        "comparison": f"{r['a']} - {r['b']}", "question": r["question"],
+        "mean diff (pts)": r["mean_diff"], "95% CI (pts)": f"{r['ci95_low']:+.1f} to {r['ci95_high']:+.1f}",
+        "p (paired t)": r["p_value"], "p (Holm)": r["p_holm"], "MDE 80% (pts)": r["mde_top1"],
+        "seeds": r["n_seeds"],
+        "McNemar p per seed": ", ".join(f"{m['p_value']:.2f}" for m in r["mcnemar"]),
+    } for r in rows])
+    return table.round({"mean diff (pts)": 1, "p (paired t)": 3, "p (Holm)": 3, "MDE 80% (pts)": 1})
+
+
+def study_findings(study: dict, *, alpha: float = 0.05) -> list[str]:
+    """What the numbers say, one sentence per comparison (and the zero-shot check), in the same
+    words whatever the outcome: the difference, its interval, the Holm-corrected p, and whether
+    the design could have seen an effect of that size."""
+    lines = []
+    zero = study.get("zero_shot")
+    if zero:
+        gap = zero["enhanced"] - zero["raw"]
+        lines.append(f"Zero-shot, pre-trained model on dark clips of its own classes: raw "
+                     f"{zero['raw']:.1f} %, enhanced {zero['enhanced']:.1f} %, well-lit "
+                     f"{zero['lit']:.1f} % (chance {zero['chance']:.1f} %): enhancement "
+                     f"{'closes part of' if gap > 0 else 'does not close'} the domain gap "
+                     f"({gap:+.1f} points).")
+    for c in study["comparisons"]:
+        verdict = ("significant" if c["p_holm"] < alpha else "not significant")
+        if c["mean_diff"] == 0:
+            difference = f"{c['a']} and {c['b']} have the same mean top-1"
+        else:
+            direction = "higher" if c["mean_diff"] > 0 else "lower"
+            difference = f"{c['a']} is {abs(c['mean_diff']):.1f} points {direction} than {c['b']}"
+        if c["mde_top1"] is None:
+            power = "; no spread across seeds, so the design's power cannot be estimated."
+        elif abs(c["mean_diff"]) < c["mde_top1"]:
+            power = (f"; the design detects {c['mde_top1']:.1f} points with 80 % power, so an "
+                     "effect this small could exist unseen.")
+        else:
+            power = "."
+        lines.append(f"{c['question']} {difference} (95 % CI {c['ci95_low']:+.1f} to "
+                     f"{c['ci95_high']:+.1f} over {c['n_seeds']} seeds; Holm p = {c['p_holm']:.3f}, "
+                     f"{verdict}){power}")
+    return lines
+
+
+
+def skipped_table(stages: dict | None = None, *, cache_dir=None) -> pd.DataFrame:
+    """Every video a run skipped or failed to prepare, for the HTML reports: one row per video
+    (columns ``video``, ``reason``, ``where``). ``stages`` maps a name to a training result or a
+    stage summary (their ``skipped`` lists); ``cache_dir`` adds the frame cache's failures
+    (``cache.json``'s ``failed``). Empty (with those columns) when nothing was skipped."""
+
+    where: dict[str, list[str]] = {}
+    reason: dict[str, str] = {}
+    for name, stage in (stages or {}).items():
+        for rel, why in (stage or {}).get("skipped", []) or []:
+            where.setdefault(rel, []).append(name)
+            reason.setdefault(rel, why)
+    if cache_dir:
+        manifest = Path(cache_dir) / CACHE_MANIFEST
+        if manifest.is_file():
+            for rel, why in read_json(manifest).get("failed", {}).items():
+                where.setdefault(rel, []).append("frame cache (prepare)")
+                reason.setdefault(rel, why)
+    rows = [{"video": rel, "reason": reason[rel], "where": ", ".join(dict.fromkeys(where[rel]))}
+            for rel in sorted(where)]
+    return pd.DataFrame(rows, columns=["video", "reason", "where"])
+
+
+README_BEGIN = ("<!-- darknb:demo-results begin: generated from reports/<run>/summary.json by "
+                "`python -m darknb readme`; edits inside are overwritten -->")
+
+
+README_END = "<!-- darknb:demo-results end -->"
+
+
+def demo_results_markdown(summary: dict) -> str:
+    """The README block of a finished run (``summary.json``): where and how long it ran, one row
+    per measured model of the comparison table (top-1, mean over seeds where there were several,
+    its spread and 95% interval, GFLOPs per clip as run and at paper size), then the paper's
+    claims (:func:`claims_summary`) and the study's stated comparisons in words."""
+    run = summary.get("run", {})
+    prov = run.get("provenance", {}) or {}
+    git = prov.get("git", {}) or {}
+    teacher = summary.get("teacher", {})
+    cfg = teacher.get("config") or {}
+    lines = []
+    where = f"{prov.get('device') or 'unknown device'}, {prov.get('torch_threads', '?')} torch threads"
+    sha = (git.get("sha") or "unknown")[:7] + (", uncommitted changes" if git.get("dirty") else "")
+    lines.append(f"**Measured on {where}** (commit {sha}, run `{run.get('name', '?')}`, "
+                 f"preset `{run.get('preset')}`).")
+    seconds = run.get("seconds_per_notebook") or {}
+    if seconds:
+        parts = ", ".join(f"{nb.split('_')[0]} {format_number(s, 0)} s" for nb, s in seconds.items())
+        lines.append(f"The notebooks took {format_number(sum(seconds.values()), 0)} s: {parts}.")
+    lines.append("")
+    dataset = cfg.get("dataset", "?")
+    protocol = ((teacher.get("provenance") or {}).get("data_protocol")
+                or teacher.get("data_protocol") or "unknown")
+    seeds = summary.get("seeds") or teacher.get("seeds")
+    about = (f"Top-1 on the {dataset} test split of {teacher.get('num_videos', '?')} clips "
+             f"(lists: {protocol})")
+    if seeds:
+        about += f", mean over {len(seeds)} seeds ({', '.join(str(s) for s in seeds)})"
+    lines.append(f"{about}; {cfg.get('epochs', '?')} epochs unless a row says otherwise.")
+    lines.append("")
+    lines.append(f"| model (measured, {dataset}) | top-1 % | std over seeds | 95% CI | "
+                 "GFLOPs per clip (as run) | GFLOPs per clip (paper size) |")
+    lines.append("|---|---|---|---|---|---|")
+    table = [r for r in (summary.get("comparison", {}) or {}).get("table", [])
+             if r.get("source") == "measured"]
+    if not table:  # the comparison did not run: the study's arms alone
+        for name in ("teacher", "student_no_kd", "student", "student_selfkd"):
+            arm = summary.get(name)
+            if isinstance(arm, dict) and "top1" in arm:
+                low, high = arm.get("top1_ci95") or (None, None)
+                table.append({"method": arm.get("label", name), "top1": arm["top1"],
+                              "seeds": len(arm.get("seeds") or []), "top1_seed_std": arm.get("top1_std"),
+                              "top1_ci95_low": low, "top1_ci95_high": high})
+    for r in table:
+        method = r.get("method", "?")
+        epochs = r.get("epochs")
+        if epochs is not None and pd.notna(epochs) and cfg.get("epochs") not in (None, epochs):
+            method += f" ({format_number(epochs, 0)} epochs)"
+        several = r.get("seeds") is not None and pd.notna(r.get("seeds")) and r["seeds"] > 1
+        spread = format_number(r.get("top1_seed_std")) if several else "one run"
+        lines.append(f"| {method} | {format_number(r.get('top1'))} | {spread} | "
+                     f"{_interval(r.get('top1_ci95_low'), r.get('top1_ci95_high'))} | "
+                     f"{format_number(r.get('gflops_per_clip'), 3, significant=True)} | "
+                     f"{format_number(r.get('paper_size_gflops_per_clip'), 4, significant=True)} |")
+    claims = (summary.get("comparison", {}) or {}).get("claims")
+    if claims:
+        lines += ["", claims_summary(claims)]
+    if summary.get("comparisons"):
+
+        lines += [""] + [f"- {line}" for line in study_findings(summary)]
+    control = (summary.get("ablation") or {}).get("clip_norm_control")
+    if control:
+        main = control.get("main_runs_input_norm_backbone") or {}
+        lines.append(f"- Control, per-clip standardisation instead of the pre-training statistics "
+                     f"(seed {control['seed']}): teacher {format_number(control['teacher_top1'])} %, "
+                     f"no-KD student {format_number(control['student_no_kd_top1'])} % (teacher - "
+                     f"no-KD {control['teacher_minus_no_kd']:+.1f} points); the main runs of that "
+                     f"seed: teacher {format_number(main.get('teacher'))} %, no-KD student "
+                     f"{format_number(main.get('student_no_kd'))} %.")
+    return "\n".join(lines)
+
+
+def update_readme(summary_path, readme_path) -> tuple[str, bool]:
+    """Replace the README's block between :data:`README_BEGIN` and :data:`README_END` with
+    :func:`demo_results_markdown` of ``summary_path``; returns (the block, whether the README
+    changed). Raises :class:`ConfigError` when the markers are missing."""
+
+    readme_path = Path(readme_path)
+    text = readme_path.read_text(encoding="utf-8")
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
+        raise ConfigError(f"{readme_path}: needs exactly one {README_BEGIN!r} and one "
+                          f"{README_END!r} line around the demo numbers")
+    block = demo_results_markdown(read_json(summary_path))
+    head, rest = text.split(README_BEGIN)
+    _, tail = rest.split(README_END)
+    new = f"{head}{README_BEGIN}\n{block}\n{README_END}{tail}"
+    if new != text:
+        write_text(new, readme_path)
+    return block, new != text
+
