@@ -25,6 +25,7 @@ def stage_summary(result: dict, *, cfg, datasets=()) -> dict:
         "top1": metrics["top1"], "top5": metrics["top5"], "num_videos": metrics["num_videos"],
         "protocol": metrics.get("protocol"),  # test views: clips x crops, how they were averaged
         "selection": result.get("selection"),
+        "init": result.get("init"),  # LP-FT's probe, the input statistics: what the run started from
         "per_class": metrics["per_class"], "train_seconds": result.get("train_seconds"),
         "history": result.get("history"), "checkpoint": result.get("checkpoint"),
         "skipped": result.get("skipped", []), "config": cfg.to_dict(),

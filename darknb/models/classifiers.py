@@ -188,6 +188,13 @@ def _video_classifier_state(pretrained) -> dict | None:
     return None
 
 
+# How a ViT model normalises its input: "backbone" = the statistics its pre-trained weights were
+# trained with; "dataset" = the per-channel statistics of the arm's own training inputs (set by
+# the engine, darknb.engine.build.set_input_statistics, saved with the weights); "clip" = every
+# clip standardised by its own mean and std (a control).
+INPUT_NORMS = ("backbone", "dataset", "clip")
+
+
 def _standardise_clip(x: torch.Tensor) -> torch.Tensor:
     """Standardise each clip ``(B, C, T, H, W)`` by its own mean and std (see :class:`ViTBERT`)."""
     mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
@@ -216,8 +223,8 @@ class ViTBERT(nn.Module):
                  num_frames: int = 64, bert_depth: int = 1, bert_heads: int = 8,
                  dropout: float = 0.1, mask_keep_prob: float = 0.8, head_dropout: float = 0.8):
         super().__init__()
-        if input_norm not in ("backbone", "clip"):
-            raise ConfigError(f"input_norm must be 'backbone' or 'clip', got {input_norm!r}")
+        if input_norm not in INPUT_NORMS:
+            raise ConfigError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
         self.input_norm = input_norm
         video_state = _video_classifier_state(pretrained)  # darknb's own pre-trained file?
         self.backbone = _timm_backbone(backbone, img_size=img_size,
@@ -273,8 +280,14 @@ class ViTBERT(nn.Module):
         feats = self.backbone(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, D) pooled
         return rearrange(feats, "(b t) d -> b t d", b=B)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits of per-frame features ``(B, T, D)``; ``pre_logits``: the BERT CLS output the
+        classifier reads (timm's convention), e.g. for a linear probe."""
+        return self.head.forward_features(feats) if pre_logits else self.head(feats)
+
+    def get_classifier(self) -> nn.Linear:
+        """The last layer (timm's name): the linear probe of LP-FT initialises it."""
+        return self.head.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -304,12 +317,23 @@ class Teacher(nn.Module):
             self.enhancer.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor) -> torch.Tensor:
         if self.train_enhancer:
-            return self.classifier(self.enhancer(x))
+            return self.enhancer(x)
         with torch.no_grad():
-            enhanced = self.enhancer(x)
-        return self.classifier(enhanced.clamp(0.0, 1.0))
+            return self.enhancer(x).clamp(0.0, 1.0)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.forward_features(self.enhance(x))
+
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.classifier.forward_head(feats, pre_logits=pre_logits)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier.get_classifier()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.enhance(x))
 
 
 class NativeResolutionTeacher(nn.Module):
@@ -468,7 +492,8 @@ class R2Plus1DBERT(nn.Module):
                               "darknb downloads nothing")
         input_norm = "kinetics" if input_norm == "backbone" else input_norm  # its own statistics
         if input_norm not in ("kinetics", "clip"):
-            raise ConfigError(f"input_norm must be 'kinetics' (= 'backbone') or 'clip', got {input_norm!r}")
+            raise ConfigError(f"input_norm must be 'kinetics' (= 'backbone') or 'clip' for R(2+1)D "
+                              f"(the ViT models also take 'dataset'), got {input_norm!r}")
         net = r2plus1d_18(weights=None) if depth == 18 else r2plus1d_34_backbone()
         self.depth = depth
         self.backbone = nn.Sequential(net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
@@ -487,6 +512,12 @@ class R2Plus1DBERT(nn.Module):
         x = _standardise_clip(x) if self.input_norm == "clip" else (x - self.mean) / self.std
         fmap = self.backbone(x)  # (B, 512, T/8, H/16, W/16)
         return rearrange(fmap.mean(dim=(3, 4)), "b d t -> b t d")
+
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head.forward_features(feats) if pre_logits else self.head(feats)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))

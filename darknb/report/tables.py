@@ -17,7 +17,9 @@ from darknb.data.protocol import protocol_label
 from darknb.errors import ConfigError
 from darknb.files import read_json, write_text
 
-__all__ = ["README_BEGIN", "README_END", "accuracy_table", "claims_summary", "comparisons_table",
+__all__ = ["README_BEGIN", "README_END", "ablation_table", "accuracy_table", "arms_table",
+           "ablation_findings", "backbone_variation_sentence", "claims_summary",
+           "comparison_sentence", "comparisons_table",
            "cost_table", "demo_results_markdown", "format_number", "results_table", "skipped_table",
            "study_findings", "update_readme"]
 
@@ -153,15 +155,89 @@ def claims_summary(claims: dict) -> str:
 
 
 def comparisons_table(rows: list[dict]) -> pd.DataFrame:
-    """The comparisons for a report: one row each, points of top-1, rounded."""
-    table = pd.DataFrame([{
-        "comparison": f"{r['a']} - {r['b']}", "question": r["question"],
-        "mean diff (pts)": r["mean_diff"], "95% CI (pts)": f"{r['ci95_low']:+.1f} to {r['ci95_high']:+.1f}",
-        "p (paired t)": r["p_value"], "p (Holm)": r["p_holm"], "MDE 80% (pts)": r["mde_top1"],
+    """Stated comparisons for a report: one row each, in top-1 points, rounded (differences to 0.1,
+    p-values to 3 significant digits), the minimum detectable effect beside every difference."""
+    def p(value):
+        return format_number(value, 3, significant=True)
+
+    return pd.DataFrame([{
+        "comparison": f"{r['a']} − {r['b']}", "question": r["question"],
+        "mean diff (pts)": format_number(r["mean_diff"]),
+        "95% CI over seeds (pts)": f"{r['ci95_low']:+.1f} to {r['ci95_high']:+.1f}",
+        "p (paired t)": p(r["p_value"]), "p (Holm)": p(r.get("p_holm")),
+        "MDE 80% (pts)": format_number(r.get("mde", r.get("mde_top1"))),
         "seeds": r["n_seeds"],
-        "McNemar p per seed": ", ".join(f"{m['p_value']:.2f}" for m in r["mcnemar"]),
+        "McNemar p per seed": ", ".join(p(m["p_value"]) for m in r["mcnemar"]),
     } for r in rows])
-    return table.round({"mean diff (pts)": 1, "p (paired t)": 3, "p (Holm)": 3, "MDE 80% (pts)": 1})
+
+
+def arms_table(arms: dict) -> pd.DataFrame:
+    """The study's arms for a report: test top-1 mean over seeds, sd, the Student-t interval over
+    seeds, the bootstrap over test clips (test-set sampling only), validation top-1, seeds."""
+    return pd.DataFrame([{
+        "arm": name, "model": a.get("label", name),
+        "test top-1 (%)": format_number(a["top1"]),
+        "sd over seeds (pts)": format_number(a.get("top1_std")),
+        "95% CI over seeds (%)": _interval(*(a.get("top1_ci95") or (None, None))),
+        "95% CI, test-set sampling only (%)": _interval(*(a.get("top1_ci95_test_sampling") or (None, None))),
+        "validation top-1 (%)": format_number(a.get("val_top1")),
+        "seeds": len(a.get("seeds") or []), "test clips": a.get("num_videos"),
+    } for name, a in arms.items()])
+
+
+def ablation_table(points: list[dict]) -> pd.DataFrame:
+    """The ablation's grid points: alpha, beta, T, validation and test top-1 (mean ± sd over
+    seeds), the seeds, and which study arm a point reuses."""
+    return pd.DataFrame([{
+        "point": p["point"], "alpha": f"{p['alpha']:g}", "beta": f"{p['beta']:g}",
+        "T": f"{p['temperature']:g}" if p["beta"] > 0 else "(no KD)",
+        "validation top-1 (%)": f"{format_number(p.get('val_top1'))} ± {format_number(p.get('val_top1_std'))}",
+        "test top-1 (%)": f"{format_number(p['top1'])} ± {format_number(p.get('top1_std'))}",
+        "seeds": ", ".join(str(s) for s in p["seeds"]),
+        "runs": f"study arm {p['study_arm']}" if p.get("study_arm") else "ablation/",
+    } for p in points])
+
+
+MDE_GOAL = 5.0  # top-1 points: every stated comparison should see an effect this large (issue 16)
+
+
+def comparison_sentence(c: dict, *, alpha: float = 0.05) -> str:
+    """One stated comparison in words, the same words whatever the outcome: the difference, its
+    interval over seeds, the Holm-corrected p, and whether the design could have seen an effect
+    of that size (its MDE, and by how much it misses the 5-point goal)."""
+    verdict = "significant" if c["p_holm"] < alpha else "not significant"
+    if c["mean_diff"] == 0:
+        difference = f"{c['a']} and {c['b']} have the same mean top-1"
+    else:
+        direction = "higher" if c["mean_diff"] > 0 else "lower"
+        difference = f"{c['a']} is {abs(c['mean_diff']):.1f} points {direction} than {c['b']}"
+    mde = c.get("mde", c.get("mde_top1"))
+    if mde is None:
+        power = "; no spread across seeds, so the design's power cannot be estimated."
+    elif abs(c["mean_diff"]) < mde:
+        power = (f"; the design detects {mde:.1f} points with 80 % power, so an effect this small "
+                 "could exist unseen.")
+    else:
+        power = f"; the design detects {mde:.1f} points with 80 % power."
+    if mde is not None and mde > MDE_GOAL:
+        power += f" Its MDE misses the {MDE_GOAL:g}-point goal by {mde - MDE_GOAL:.1f} points."
+    return (f"{c['question']} {difference} (95 % CI {c['ci95_low']:+.1f} to {c['ci95_high']:+.1f} "
+            f"over {c['n_seeds']} seeds; Holm p = {format_number(c['p_holm'], 3, significant=True)}, "
+            f"{verdict}){power}")
+
+
+def ablation_findings(ablation: dict, *, alpha: float = 0.05) -> list[str]:
+    """The ablation in words: top-1 at every grid point (mean ± sd over its seeds), then each
+    stated question (:func:`comparison_sentence`, Holm within the ablation)."""
+    points = ablation.get("points") or []
+    if not points:
+        return []
+    shown = "; ".join(f"beta {p['beta']:g}" + (f", T {p['temperature']:g}" if p["beta"] > 0 else "")
+                      + f": {format_number(p['top1'])} ± {format_number(p.get('top1_std'))}"
+                      for p in points)
+    seeds = ", ".join(str(s) for s in ablation.get("seeds", []))
+    lines = [f"Ablation (alpha = {ablation.get('alpha', 1):g}, seeds {seeds}), test top-1 %: {shown}."]
+    return lines + [comparison_sentence(c, alpha=alpha) for c in ablation.get("comparisons", [])]
 
 
 def study_findings(study: dict, *, alpha: float = 0.05) -> list[str]:
@@ -177,23 +253,7 @@ def study_findings(study: dict, *, alpha: float = 0.05) -> list[str]:
                      f"{zero['lit']:.1f} % (chance {zero['chance']:.1f} %): enhancement "
                      f"{'closes part of' if gap > 0 else 'does not close'} the domain gap "
                      f"({gap:+.1f} points).")
-    for c in study["comparisons"]:
-        verdict = ("significant" if c["p_holm"] < alpha else "not significant")
-        if c["mean_diff"] == 0:
-            difference = f"{c['a']} and {c['b']} have the same mean top-1"
-        else:
-            direction = "higher" if c["mean_diff"] > 0 else "lower"
-            difference = f"{c['a']} is {abs(c['mean_diff']):.1f} points {direction} than {c['b']}"
-        if c["mde_top1"] is None:
-            power = "; no spread across seeds, so the design's power cannot be estimated."
-        elif abs(c["mean_diff"]) < c["mde_top1"]:
-            power = (f"; the design detects {c['mde_top1']:.1f} points with 80 % power, so an "
-                     "effect this small could exist unseen.")
-        else:
-            power = "."
-        lines.append(f"{c['question']} {difference} (95 % CI {c['ci95_low']:+.1f} to "
-                     f"{c['ci95_high']:+.1f} over {c['n_seeds']} seeds; Holm p = {c['p_holm']:.3f}, "
-                     f"{verdict}){power}")
+    lines += [comparison_sentence(c, alpha=alpha) for c in study["comparisons"]]
     return lines
 
 
@@ -258,7 +318,7 @@ def demo_results_markdown(summary: dict) -> str:
         about += f", mean over {len(seeds)} seeds ({', '.join(str(s) for s in seeds)})"
     lines.append(f"{about}; {cfg.get('epochs', '?')} epochs unless a row says otherwise.")
     lines.append("")
-    lines.append(f"| model (measured, {dataset}) | top-1 % | std over seeds | 95% CI | "
+    lines.append(f"| model (measured, {dataset}) | top-1 % | sd over seeds | 95% CI over seeds | "
                  "GFLOPs per clip (as run) | GFLOPs per clip (paper size) |")
     lines.append("|---|---|---|---|---|---|")
     table = [r for r in (summary.get("comparison", {}) or {}).get("table", [])
@@ -288,7 +348,13 @@ def demo_results_markdown(summary: dict) -> str:
     if summary.get("comparisons"):
 
         lines += [""] + [f"- {line}" for line in study_findings(summary)]
-    control = (summary.get("ablation") or {}).get("clip_norm_control")
+    ablation = summary.get("ablation") or {}
+    if ablation.get("points"):
+        lines += [""] + [f"- {line}" for line in ablation_findings(ablation)]
+    variation = summary.get("backbone_variation")
+    if variation:
+        lines += ["", f"- {backbone_variation_sentence(variation)}"]
+    control = ablation.get("clip_norm_control")
     if control:
         main = control.get("main_runs_input_norm_backbone") or {}
         lines.append(f"- Control, per-clip standardisation instead of the pre-training statistics "
@@ -298,6 +364,17 @@ def demo_results_markdown(summary: dict) -> str:
                      f"seed: teacher {format_number(main.get('teacher'))} %, no-KD student "
                      f"{format_number(main.get('student_no_kd'))} %.")
     return "\n".join(lines)
+
+
+def backbone_variation_sentence(variation: dict) -> str:
+    """How far each stated comparison moved between two pre-trained backbones (the study's seeds
+    vary fine-tuning only, so backbone-to-backbone variation is in no interval)."""
+    rows = variation.get("comparisons") or []
+    moved = ", ".join(f"{r['a']} − {r['b']} {r['delta']:+.1f}" for r in rows)
+    kept = sum(bool(r.get("same_verdict")) for r in rows)
+    return (f"Backbone variation (measured once, {variation.get('what', 'two pre-training seeds')}): "
+            f"the stated differences moved by {moved} points; {kept} of {len(rows)} kept their sign "
+            "and significance verdict.")
 
 
 def update_readme(summary_path, readme_path) -> tuple[str, bool]:
