@@ -22,12 +22,14 @@ the test split is evaluated once per final model.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from darknb.config import RunConfig
 from darknb.data.splits import Splits, build_datasets
+from darknb.engine.build import resolve_pretrained
 from darknb.engine.jobs import Task, run_tasks
 from darknb.engine.records import save_stage
 from darknb.engine.stages import load_trained_classifier, train_student, train_teacher
@@ -39,6 +41,7 @@ from darknb.engine.teacher import (
 )
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
+from darknb.provenance import weight_files
 from darknb.study.stats import (
     bootstrap_ci,
     correct_by_video,
@@ -75,10 +78,11 @@ STUDENT_ARMS = ("student_no_kd", "student", "student_selfkd")  # in training ord
 
 
 def train_arm(cfg: RunConfig, arm: str, *, splits: Splits | None = None,
-              progress: bool = False) -> dict:
+              progress: bool = False, refit_enhancer: bool | None = None) -> dict:
     """Train one arm for ``cfg.seed`` (stage ``arm_name(arm, cfg.seed)``) and save its summary.
     A student needs its seed's teacher (``student``) or no-KD student (``student_selfkd``).
-    ``splits``: the run's datasets (built from ``cfg`` when None: a run in a process of its own)."""
+    ``splits``: the run's datasets (built from ``cfg`` when None: a run in a process of its own).
+    ``refit_enhancer``: see :func:`darknb.engine.stages.train_teacher`."""
     if arm not in ARMS:
         raise ConfigError(f"unknown arm {arm!r}; arms: {list(ARMS)}")
     splits = splits if splits is not None else build_datasets(cfg)
@@ -86,7 +90,8 @@ def train_arm(cfg: RunConfig, arm: str, *, splits: Splits | None = None,
     name = arm_name(arm, cfg.seed)
     extra = {}
     if arm == "teacher":
-        result = train_teacher(cfg, splits, name=name, progress=progress)
+        result = train_teacher(cfg, splits, name=name, progress=progress,
+                               refit_enhancer=refit_enhancer)
         extra["enhancer"] = result["enhancer"]
     elif arm == "student_no_kd":
         result = train_student(cfg, splits, kd=False, name=name, progress=progress)
@@ -101,15 +106,65 @@ def train_arm(cfg: RunConfig, arm: str, *, splits: Splits | None = None,
         teacher = load_trained_classifier(cfg, run.checkpoint(teacher_name), splits)
         result = train_student(cfg, splits, kd=True, name=name, teacher=teacher, progress=progress)
         extra["teacher"] = teacher_name
-    save_stage(cfg.output_dir, name, result, cfg=cfg.replace(beta=0.0) if arm == "student_no_kd" else cfg,
+    save_stage(cfg.output_dir, name, result, cfg=cfg.without_kd() if arm == "student_no_kd" else cfg,
                datasets=splits.present(), **extra)
     return result
+
+
+# What each training notebook reads that another notebook makes, and the command that makes it
+MADE_BY = {
+    "pretrained": ("01_pretrain", "python -m darknb train pretrain"),
+    "teacher": ("02_teacher", "python -m darknb train teacher --set seed=N"),
+    "student_no_kd": ("03_student", "python -m darknb train student_no_kd --set seed=N"),
+    "student": ("03_student", "python -m darknb train student --set seed=N"),
+    "student_selfkd": ("03_student", "python -m darknb train student_selfkd --set seed=N"),
+}
+
+
+def notebook_inputs(notebook: str, cfg: RunConfig, seeds, *, betas=()) -> dict[str, list]:
+    """What ``notebook`` reads from the run folder that an earlier notebook makes, as
+    ``{maker: [files]}`` (``maker`` a key of :data:`MADE_BY`): the pre-trained backbone
+    (``pretrained="pretrain"``), each seed's finished teacher (the KD students, the ablation's
+    grid), every arm's stages (05)."""
+    run = RunDir(cfg.output_dir)
+    needs: dict[str, list] = {}
+    if notebook in ("02_teacher", "03_student", "04_ablation", "05_comparison") and \
+            cfg.pretrained == "pretrain":
+        needs["pretrained"] = [run.pretrained_backbone]
+    stages = lambda arm, of: [run.stage(arm_name(arm, int(s))) for s in of]  # noqa: E731
+    if notebook == "03_student" and cfg.beta > 0:
+        needs["teacher"] = stages("teacher", seeds)
+    if notebook == "04_ablation" and any(b > 0 for b in betas or ()):
+        needs["teacher"] = stages("teacher", list(seeds)[:1])
+    if notebook == "05_comparison":
+        needs.update({arm: stages(arm, seeds) for arm in ARMS})
+    return needs
+
+
+def require_inputs(notebook: str, cfg: RunConfig, seeds, *, betas=(), made_before=()) -> None:
+    """Refuse, before ``notebook`` trains anything, when what it reads from the run folder is
+    missing (:func:`notebook_inputs`), naming the files and the notebook or command that makes
+    them. ``made_before``: notebooks that run before it in this run (their outputs will exist)."""
+    missing = []
+    for maker, files in notebook_inputs(notebook, cfg, seeds, betas=betas).items():
+        book, command = MADE_BY[maker]
+        if book in made_before:
+            continue
+        absent = [Path(f).name for f in files if not Path(f).is_file()]
+        if absent:
+            shown = ", ".join(absent[:4]) + (" ..." if len(absent) > 4 else "")
+            missing.append(f"{shown} (made by {book}, or `{command}`)")
+    if missing:
+        raise ConfigError(f"{notebook} reads what earlier notebooks make, and {cfg.output_dir} lacks "
+                          f"{'; '.join(missing)}. Run those first, e.g. `python -m darknb run` (all "
+                          "notebooks in order)")
 
 
 def prepare_teachers(cfg: RunConfig) -> None:
     """What every seed's teacher reads, made once before the seeds' runs start (side by side they
     would race to make it): the fitted enhancer and, with ``teacher_input="enhanced_cache"``, the
-    enhanced frame cache. Both are reused when present."""
+    enhanced frame cache. Both are reused while what they were made from is unchanged; with
+    ``resume=False`` they are made again."""
     enhancer, _ = build_teacher_enhancer(cfg, build_datasets(cfg).train)
     if cfg.teacher_input == "enhanced_cache":
         ensure_enhanced_cache(cfg, enhancer)
@@ -117,9 +172,11 @@ def prepare_teachers(cfg: RunConfig) -> None:
 
 def train_teachers(cfg: RunConfig, seeds, *, jobs: int = 1, progress: bool = False) -> dict[int, dict]:
     """The enhanced-input teacher for every seed; ``jobs`` of them side by side (see
-    :mod:`darknb.jobs`; 0: one per core on a CPU)."""
+    :mod:`darknb.jobs`; 0: one per core on a CPU). The pre-trained backbone is checked first:
+    nothing is fitted or trained without it."""
+    resolve_pretrained(cfg)
     prepare_teachers(cfg)
-    run = partial(train_arm, progress=progress)
+    run = partial(train_arm, progress=progress, refit_enhancer=False)  # prepared just above
     return run_tasks([Task(int(s), run, (cfg.replace(seed=int(s)), "teacher")) for s in seeds],
                      jobs=jobs)
 
@@ -128,7 +185,10 @@ def train_students(cfg: RunConfig, seeds, *, jobs: int = 1,
                    progress: bool = False) -> dict[str, dict[int, dict]]:
     """For every seed: the no-KD student, the student distilled from that seed's enhanced teacher
     and the one distilled from that seed's no-KD student (self-distillation control); ``jobs``
-    runs side by side, a self-distilled student after its seed's no-KD one."""
+    runs side by side, a self-distilled student after its seed's no-KD one. What they read
+    (the backbone, each seed's teacher) is checked before any of them trains."""
+    resolve_pretrained(cfg)
+    require_inputs("03_student", cfg, seeds)
     run = partial(train_arm, progress=progress)
     tasks = [Task((arm, int(s)), run, (cfg.replace(seed=int(s)), arm),
                   after=(("student_no_kd", int(s)),) if arm == "student_selfkd" else ())
@@ -215,11 +275,70 @@ def compare_arms(out_dir, seeds, comparisons=COMPARISONS) -> tuple[list[dict], f
     return rows, design_mde
 
 
+# Settings in which the arms of one seed differ by design (the loss) or the seeds do
+_ARM_SETTINGS = {"seed", "alpha", "beta", "temperature"}
+_DISTILLED_FROM = {"student": "teacher", "student_selfkd": "student_no_kd"}
+
+
+def check_study_stages(out_dir, seeds) -> dict[str, str | None]:
+    """The stages a comparison is built from must belong together; returns ``{stage: the run
+    that trained it}`` (reports say when there are several). Refused (:class:`ConfigError`,
+    naming the stages): a distilled student whose teacher was retrained after it (its recorded
+    teacher sha256 is not the file's now), and stages made with different settings, data or
+    pre-trained weights (beyond the loss and the seed, in which the arms differ by design).
+    Stages written before fingerprints are not compared."""
+    run = RunDir(out_dir)
+    stages = {arm_name(a, int(s)): read_json(run.stage(arm_name(a, int(s))))
+              for a in ARMS for s in seeds if run.stage(arm_name(a, int(s))).is_file()}
+    problems = []
+    for arm, teacher_arm in _DISTILLED_FROM.items():
+        for s in seeds:
+            name, teacher = arm_name(arm, int(s)), arm_name(teacher_arm, int(s))
+            recorded = ((stages.get(name) or {}).get("fingerprint") or {}).get("weights", {}).get("teacher")
+            if not recorded:
+                continue
+            ckpt = run.checkpoint(teacher)
+            now = weight_files([ckpt, RunDir.best_of(ckpt)])
+            if any(now.get(f) != sha for f, sha in recorded.items()):
+                problems.append(f"{name} was distilled from another {teacher} than the one in "
+                                f"{out_dir} now ({ckpt.name} retrained since): rerun 03_student "
+                                "with resume=False so that it learns from this one")
+    values: dict[tuple, dict] = {}
+    for name, stage in stages.items():
+        fingerprint = stage.get("fingerprint") or {}
+        data = fingerprint.get("data") or {}
+        shared = {**{("settings", k): v for k, v in (fingerprint.get("settings") or {}).items()
+                     if k not in _ARM_SETTINGS},
+                  ("data", "lists"): data.get("lists"), ("data", "classes"): data.get("classes"),
+                  ("weights", "pretrained"): (fingerprint.get("weights") or {}).get("pretrained")}
+        if fingerprint:
+            for key, value in shared.items():
+                values.setdefault(key, {}).setdefault(repr(value), []).append(name)
+    for key, groups in values.items():
+        if len(groups) > 1:
+            shown = "; ".join(f"{value} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+                              for value, names in groups.items())
+            problems.append(f"{'.'.join(key)} differs: {shown}")
+    if problems:
+        raise ConfigError(f"05_comparison would compare stages that do not belong together: "
+                          f"{'; '.join(problems)}. Retrain the stale ones (`python -m darknb run "
+                          "--rerun` retrains every stage with one set of parameters)")
+    return {name: stage.get("trained_by_run") or stage.get("run_id") for name, stage in stages.items()}
+
+
 def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: str = "",
                 splits: dict | None = None, n_boot: int = 2000) -> dict:
     """Everything summary.json needs from the study (see the README's contract): per-arm
-    summaries, the comparisons, the design's MDE; written to ``study.json`` and returned."""
+    summaries, the comparisons, the design's MDE; written to ``study.json`` and returned. Every
+    arm's stage for every seed must exist (:func:`require_inputs`) and they must belong together
+    (:func:`check_study_stages`); ``trained_by`` names the run that trained each stage, and
+    ``runs`` those runs (several when stages were reused from earlier runs)."""
     run = RunDir(out_dir)
+    if len(seeds) < 2:
+        raise ConfigError(f"parameter 'seeds': the comparisons are paired over seeds and need at "
+                          f"least 2, got {list(seeds)}")
+    require_inputs("05_comparison", _config_of(out_dir), seeds)
+    trained_by = check_study_stages(out_dir, seeds)
     arms = {arm: summarize_arm(out_dir, arm, seeds, n_boot=n_boot) for arm in ARMS
             if not seed_table(out_dir, seeds, arms=(arm,)).empty}
     rows, mde = compare_arms(out_dir, seeds)
@@ -227,12 +346,18 @@ def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: st
     study = {"arms": arms, "seeds": [int(s) for s in seeds],
              "selected_on": chosen[0] if len(chosen) == 1 else ", ".join(chosen),
              "comparisons": rows, "mde_top1": mde, "zero_shot": zero_shot,
-             "pretrained": pretrained, "splits": splits}
+             "pretrained": pretrained, "splits": splits, "trained_by": trained_by,
+             "runs": sorted({r for r in trained_by.values() if r})}
     write_json(study, run.stage("study"))
     return study
 
 
-__all__ = ["ARMS", "COMPARISONS", "STUDENT_ARMS", "arm_name", "train_arm", "compare_arms", "seed_table",
-           "prepare_teachers", "summarize_arm", "train_students",
-           "train_teachers",
-           "write_study"]
+def _config_of(out_dir) -> RunConfig:
+    """A config for checking the study's inputs: only the stages' names and the run folder
+    matter (not the pre-trained backbone, which the stages themselves name)."""
+    return RunConfig(output_dir=str(out_dir), pretrained="")
+
+
+__all__ = ["ARMS", "COMPARISONS", "MADE_BY", "STUDENT_ARMS", "arm_name", "check_study_stages",
+           "compare_arms", "notebook_inputs", "prepare_teachers", "require_inputs", "seed_table",
+           "summarize_arm", "train_arm", "train_students", "train_teachers", "write_study"]

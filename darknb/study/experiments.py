@@ -31,7 +31,7 @@ from darknb.files import RunDir, read_json, write_json
 from darknb.models.classifiers import NativeResolutionTeacher, Teacher, create_model
 from darknb.models.enhancers import build_enhancer
 from darknb.paper import ARID_FRAME, PAPER_CLIP, reported_table
-from darknb.study.arms import arm_name, train_arm
+from darknb.study.arms import arm_name, require_inputs, train_arm
 from darknb.study.flops import count_flops, count_parameters, measure_latency
 from darknb.study.stats import accuracy_ci, correct_by_video
 
@@ -68,6 +68,7 @@ def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperature
     """
     run = RunDir(cfg.output_dir)
     out_dir = run.subdir("ablation").root
+    require_inputs("04_ablation", cfg, seeds, betas=betas)  # before any student trains
     base = cfg.replace(pretrained=resolve_pretrained(cfg))  # the run's backbone, from a subfolder
     splits = build_datasets(cfg)
     teachers, caches = {}, {}
@@ -186,7 +187,7 @@ def baseline_config(cfg: RunConfig, model_name: str) -> RunConfig:
         pretrained = cfg.baseline_pretrained if card.get("depth") == 34 else ""
     else:
         pretrained = resolve_pretrained(cfg)
-    return cfg.replace(model=model_name, beta=0.0, pretrained=pretrained)
+    return cfg.without_kd().replace(model=model_name, pretrained=pretrained)
 
 
 def describe_pretraining(model_name: str, pretrained: str, info: dict | None = None) -> str:
