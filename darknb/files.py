@@ -73,8 +73,8 @@ def require_writable(folder: str | os.PathLike, parameter: str, remedy: str) -> 
         os.close(fd)
         os.unlink(name)
     except OSError as err:
-        raise OutputError(f"cannot write in {folder} ({err.strerror or err}): {parameter} chooses "
-                          f"this folder; {remedy}") from err
+        raise OutputError(f"cannot write in {folder} ({err.strerror or err}); it is set by "
+                          f"{parameter}: {remedy}") from err
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
@@ -93,11 +93,13 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` written atomically."""
+    """``torch.save`` written atomically. Through a file object, so the archive's inner name is
+    torch's fixed "archive" rather than the temporary file's random name: the same content gives
+    the same bytes, and so the same sha256 (stage fingerprints identify weight files by it)."""
     import torch  # lazy: config and the CLI import this module without torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
     return Path(path)
 
 

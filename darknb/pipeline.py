@@ -263,8 +263,8 @@ def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict
     if rerun:
         merged["resume"] = False
     per_notebook = check_parameters(notebooks, merged)
-    require_writable(out_dir, "the run folder", "choose a writable one with `--reports-dir DIR` "
-                     "(and `--run NAME`)")
+    require_writable(out_dir, "--reports-dir and --run (the run folder)",
+                     "choose a writable folder with `--reports-dir DIR`")
     out_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves nothing
 
     with RunLock(out_dir) as lock:

@@ -140,6 +140,7 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos:
     common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
                   on_error=cfg.on_error, return_index=True, cache_dir=cfg.frame_cache,
                   val_fraction=cfg.val_fraction)
+    adopt_moved_cache(cfg.frame_cache, cfg.data_root)
     if cfg.dataset in ("arid", "arid1.5"):
         common["split"] = cfg.split
     train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling, **common)

@@ -49,6 +49,7 @@ from darknb.engine.evaluate import evaluate
 from darknb.engine.records import stage_fingerprint
 from darknb.errors import CheckpointError, TrainingError
 from darknb.files import RunDir
+from darknb.models.classifiers import Teacher
 from darknb.provenance import check_fingerprint, run_id
 
 __all__ = ["fit", "train_one_epoch"]
@@ -315,7 +316,8 @@ def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
     set_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)
     identity = identity_of(cfg.dataset, splits)
-    fingerprint = stage_fingerprint(cfg, splits, reads=reads) if identity is not None else None
+    fingerprint = (stage_fingerprint(cfg, splits, reads=reads, enhancer=isinstance(model, Teacher))
+                   if identity is not None else None)
     # on a CPU "the device" is the CPU: workers then transform too, instead of the main process
     in_workers = accelerator.device.type == "cpu" and cfg.num_workers > 0
     loader = make_loader(splits.train, batch_size=cfg.batch_size, train=True,

@@ -23,23 +23,31 @@ NOT_RESULT = frozenset({"data_root", "cache_dir", "enhanced_cache_dir", "output_
 # Config fields naming weight files: the fingerprint keeps the keyword ("", "hub", "pretrain") or
 # "file", and the file's sha256 under "weights"
 WEIGHT_FIELDS = ("pretrained", "enhancer_checkpoint", "baseline_pretrained")
+# The teacher's enhanced view: they change a teacher's result, no other stage's (a student depends
+# on them through its teacher's weights, whose sha256 its fingerprint holds)
+ENHANCER_FIELDS = frozenset({"enhancer", "enhancer_checkpoint", "enhancer_fit_steps", "enhancer_fit",
+                             "enhancer_scale_factor", "teacher_input"})
 
 
-def result_settings(cfg) -> dict:
-    """The settings part of a stage's fingerprint: every config field but :data:`NOT_RESULT`,
-    weight paths reduced to their kind (their content is in the weights part)."""
+def result_settings(cfg, *, enhancer: bool = True) -> dict:
+    """The settings part of a stage's fingerprint: every config field but :data:`NOT_RESULT`
+    (and, for a model without the enhancer, :data:`ENHANCER_FIELDS`), weight paths reduced to
+    their kind (their content is in the weights part)."""
     values = cfg.to_dict()
-    settings = {k: v for k, v in values.items() if k not in NOT_RESULT}
+    skip = NOT_RESULT if enhancer else NOT_RESULT | ENHANCER_FIELDS
+    settings = {k: v for k, v in values.items() if k not in skip}
     for key in WEIGHT_FIELDS:
-        settings[key] = values[key] if values[key] in PATH_FIELDS[key] else "file"
+        if key in settings:
+            settings[key] = values[key] if values[key] in PATH_FIELDS[key] else "file"
     return settings
 
 
-def stage_fingerprint(cfg, splits, *, reads: dict | None = None) -> dict:
-    """What a training stage read (:mod:`darknb.provenance`): its settings, its data (list
-    checksums and the content of its clips), the sha256 of every weight file it loaded (the
-    pre-trained backbone from ``cfg.pretrained``; ``reads``: role -> path(s), e.g. the enhancer,
-    the teacher checkpoint) and the code version."""
+def stage_fingerprint(cfg, splits, *, reads: dict | None = None, enhancer: bool = True) -> dict:
+    """What a training stage read (:mod:`darknb.provenance`): its settings (``enhancer``: the
+    model includes the teacher's enhanced view, so its settings count), its data (list checksums
+    and the content of its clips), the sha256 of every weight file it loaded (the pre-trained
+    backbone from ``cfg.pretrained``; ``reads``: role -> path(s), e.g. the enhancer, the teacher
+    checkpoint) and the code version."""
     weights = {}
     pretrained = resolve_pretrained(cfg) if cfg.pretrained else ""
     if pretrained == "hub":
@@ -50,7 +58,7 @@ def stage_fingerprint(cfg, splits, *, reads: dict | None = None) -> dict:
         if paths:
             weights[role] = weight_files(paths)
     datasets = splits.present() if hasattr(splits, "present") else [d for d in splits if d is not None]
-    return {"settings": result_settings(cfg), "data": data_fingerprint(cfg.dataset, datasets),
+    return {"settings": result_settings(cfg, enhancer=enhancer), "data": data_fingerprint(cfg.dataset, datasets),
             "weights": weights, "code": code_version()}
 
 

@@ -275,8 +275,11 @@ def compare_arms(out_dir, seeds, comparisons=COMPARISONS) -> tuple[list[dict], f
     return rows, design_mde
 
 
-# Settings in which the arms of one seed differ by design (the loss) or the seeds do
-_ARM_SETTINGS = {"seed", "alpha", "beta", "temperature"}
+# The settings every arm and seed of a study shares (the arms differ by design in their loss and
+# seed, the teacher in its enhanced view)
+SHARED_SETTINGS = ("dataset", "split", "num_frames", "size", "sampling", "val_fraction", "model",
+                   "pretrained", "input_norm", "epochs", "batch_size", "lr", "lr_schedule",
+                   "warmup_epochs", "weight_decay", "grad_accum", "grad_clip", "mixed_precision")
 _DISTILLED_FROM = {"student": "teacher", "student_selfkd": "student_no_kd"}
 
 
@@ -284,8 +287,8 @@ def check_study_stages(out_dir, seeds) -> dict[str, str | None]:
     """The stages a comparison is built from must belong together; returns ``{stage: the run
     that trained it}`` (reports say when there are several). Refused (:class:`ConfigError`,
     naming the stages): a distilled student whose teacher was retrained after it (its recorded
-    teacher sha256 is not the file's now), and stages made with different settings, data or
-    pre-trained weights (beyond the loss and the seed, in which the arms differ by design).
+    teacher sha256 is not the file's now), and stages made with different :data:`SHARED_SETTINGS`,
+    data lists or pre-trained weights.
     Stages written before fingerprints are not compared."""
     run = RunDir(out_dir)
     stages = {arm_name(a, int(s)): read_json(run.stage(arm_name(a, int(s))))
@@ -307,8 +310,8 @@ def check_study_stages(out_dir, seeds) -> dict[str, str | None]:
     for name, stage in stages.items():
         fingerprint = stage.get("fingerprint") or {}
         data = fingerprint.get("data") or {}
-        shared = {**{("settings", k): v for k, v in (fingerprint.get("settings") or {}).items()
-                     if k not in _ARM_SETTINGS},
+        settings = fingerprint.get("settings") or {}
+        shared = {**{("settings", k): settings[k] for k in SHARED_SETTINGS if k in settings},
                   ("data", "lists"): data.get("lists"), ("data", "classes"): data.get("classes"),
                   ("weights", "pretrained"): (fingerprint.get("weights") or {}).get("pretrained")}
         if fingerprint:
