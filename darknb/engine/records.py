@@ -6,12 +6,14 @@ what it read, so that it is reused only while that is unchanged (:mod:`darknb.pr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from darknb.config import PATH_FIELDS
 from darknb.data.protocol import data_fingerprint, data_provenance, identity_of, protocol_label
 from darknb.data.video import read_stats
 from darknb.engine.build import process_state, resolve_pretrained
-from darknb.files import RunDir, write_json
-from darknb.provenance import code_version, provenance, run_id, weight_files
+from darknb.files import RunDir, read_json, write_json
+from darknb.provenance import code_version, digest, provenance, run_id, weight_files
 
 __all__ = ["NOT_RESULT", "result_settings", "save_stage", "stage_fingerprint", "stage_summary"]
 
@@ -54,6 +56,11 @@ def stage_fingerprint(cfg, splits, *, reads: dict | None = None, enhancer: bool 
         weights["pretrained"] = {"hub": cfg.model}
     elif pretrained:
         weights["pretrained"] = weight_files(pretrained)
+        sidecar = Path(pretrained).with_suffix(".json")  # the input statistics a backbone file's
+        if sidecar.is_file():                              # weights were trained with
+            info = read_json(sidecar)
+            weights["pretrained"][f"{sidecar.name} mean/std"] = digest(
+                {k: info.get(k) for k in ("mean", "std")})
     for role, paths in (reads or {}).items():
         if paths:
             weights[role] = weight_files(paths)

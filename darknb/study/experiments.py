@@ -31,6 +31,7 @@ from darknb.files import RunDir, read_json, write_json
 from darknb.models.classifiers import NativeResolutionTeacher, Teacher, create_model
 from darknb.models.enhancers import build_enhancer
 from darknb.paper import ARID_FRAME, PAPER_CLIP, reported_table
+from darknb.provenance import run_id
 from darknb.study.arms import arm_name, require_inputs, train_arm
 from darknb.study.flops import count_flops, count_parameters, measure_latency
 from darknb.study.stats import accuracy_ci, correct_by_video
@@ -221,7 +222,8 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
         results[name] = fit(model, splits, run_cfg, name=name, progress=progress)
         write_json({**results[name]["metrics"], "epochs": epochs, "model": model_name,
                     "pretrained": run_cfg.pretrained, "pretrained_info": info,
-                    "config": run_cfg.to_dict()},
+                    "config": run_cfg.to_dict(), "fingerprint": results[name]["fingerprint"],
+                    "trained_by_run": results[name]["trained_by_run"], "run_id": run_id()},
                    RunDir(cfg.output_dir).predictions(name))
     return results
 
