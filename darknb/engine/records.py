@@ -11,7 +11,7 @@ from pathlib import Path
 from darknb.config import PATH_FIELDS
 from darknb.data.protocol import data_fingerprint, data_provenance, identity_of, protocol_label
 from darknb.data.video import read_stats
-from darknb.engine.build import process_state, resolve_pretrained
+from darknb.engine.build import process_state
 from darknb.files import RunDir, read_json, write_json
 from darknb.provenance import code_version, digest, provenance, run_id, weight_files
 
@@ -51,7 +51,10 @@ def stage_fingerprint(cfg, splits, *, reads: dict | None = None, enhancer: bool 
     backbone from ``cfg.pretrained``; ``reads``: role -> path(s), e.g. the enhancer, the teacher
     checkpoint) and the code version."""
     weights = {}
-    pretrained = resolve_pretrained(cfg) if cfg.pretrained else ""
+    pretrained = cfg.pretrained
+    if pretrained == "pretrain":  # the run's backbone (a model built otherwise read nothing)
+        backbone = RunDir(cfg.output_dir).pretrained_backbone
+        pretrained = str(backbone) if backbone.is_file() else ""
     if pretrained == "hub":
         weights["pretrained"] = {"hub": cfg.model}
     elif pretrained:
