@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import os
 import sys
 
 from darknb.errors import DarknbError
@@ -44,6 +46,9 @@ def main(argv=None) -> int:
     run.add_argument("--notebooks", default=None, help="comma-separated, e.g. 01_teacher,02_student")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
     run.add_argument("--reports-dir", default="reports", help="where run folders go (default reports/)")
+    run.add_argument("--rerun", action="store_true",
+                     help="train every stage of these notebooks again (resume=False) instead of "
+                          "reusing finished ones; the dataset and its frame cache are kept")
 
     synth = sub.add_parser("synth", help="render the synthetic set (well-lit pre-training + dark "
                                          "target) and its frame cache")
@@ -71,7 +76,8 @@ def main(argv=None) -> int:
     train = sub.add_parser("train", help="train one stage outside the notebooks (several processes: "
                                          "`torchrun --nproc_per_node N -m darknb train ...`)")
     train.add_argument("stage", choices=["pretrain", "teacher", "student", "student_no_kd",
-                                         "student_selfkd"],
+                                         "student_selfkd", "teacher_datanorm",
+                                         "student_no_kd_datanorm", "student_datanorm"],
                        help="pretrain: the backbone on the well-lit set; the others: one arm of the "
                             "study for --set seed=N (stage <arm>_s<N>)")
     train.add_argument("--preset", default="demo", help="demo | paper | none")
@@ -103,7 +109,7 @@ def main(argv=None) -> int:
             preset = None if args.preset == "none" else args.preset
             out = run_pipeline(args.run, preset=preset, params=_parse_sets(args.set),
                                notebooks=notebooks, html=not args.no_html,
-                               reports_dir=args.reports_dir)
+                               reports_dir=args.reports_dir, rerun=args.rerun)
             print(f"[darknb] reports written to {out}")
         elif args.command == "synth":
             from darknb.config import resolve_path
@@ -151,32 +157,16 @@ def main(argv=None) -> int:
             params = {**NOTEBOOK_ONLY, **base, **overrides}
             cfg = RunConfig.from_params(params)
             check_run_inputs(cfg)
+            with contextlib.ExitStack() as stack:
+                # one writer per run folder: under torchrun only the first process takes the lock
+                # (the others write nothing but wait for it); a refusal stops the whole group
+                if os.environ.get("RANK", "0") == "0":
+                    from darknb.files import RunLock
 
-            from darknb.data.splits import ensure_dataset  # torch loads once the inputs are checked
-            from darknb.engine.build import process_state
-
-            state = process_state()  # one of several processes under torchrun / accelerate launch
-            with state.main_process_first():  # the main process makes the data, the others reuse it
-                ensure_dataset(cfg)
-            main = state.is_main_process  # every process holds the same result; one prints
-            if args.stage == "pretrain":
-                from darknb.engine.pretrain import pretrain_backbone
-
-                result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"],
-                                           progress=main)
-                if main:
-                    print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on "
-                          f"the well-lit set; backbone {result['backbone']}")
-            else:
-                from darknb.study.arms import arm_name, train_arm
-
-                result = train_arm(cfg, args.stage, progress=main)
-                if main:
-                    print(f"[darknb] {arm_name(args.stage, cfg.seed)}: top-1 "
-                          f"{result['metrics']['top1']:.2f} %, top-5 {result['metrics']['top5']:.2f} % "
-                          f"(measured, {cfg.dataset}, epoch {result['selection']['epoch']} chosen on "
-                          f"{result['selection']['selected_on']}, {result['processes']} process(es), "
-                          f"test views {result['metrics']['protocol']['views']})")
+                    lock = stack.enter_context(RunLock(cfg.output_dir))
+                    if lock.note:
+                        print(f"[darknb] {lock.note}")
+                _train(args.stage, cfg, params)
         elif args.command == "predict":
             import json
 
@@ -221,3 +211,32 @@ def main(argv=None) -> int:
         print(f"darknb: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _train(stage: str, cfg, params: dict) -> None:
+    """``python -m darknb train STAGE``: one stage, on this process and its torchrun peers."""
+    from darknb.data.splits import ensure_dataset  # torch loads once the inputs are checked
+    from darknb.engine.build import process_state
+
+    state = process_state()  # one of several processes under torchrun / accelerate launch
+    with state.main_process_first():  # the main process makes the data, the others reuse it
+        ensure_dataset(cfg)
+    main = state.is_main_process  # every process holds the same result; one prints
+    if stage == "pretrain":
+        from darknb.engine.pretrain import pretrain_backbone
+
+        result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"],
+                                   progress=main)
+        if main:
+            print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on "
+                  f"the well-lit set; backbone {result['backbone']}")
+    else:
+        from darknb.study.arms import arm_name, train_arm
+
+        result = train_arm(cfg, stage, progress=main)
+        if main:
+            print(f"[darknb] {arm_name(stage, cfg.seed)}: top-1 "
+                  f"{result['metrics']['top1']:.2f} %, top-5 {result['metrics']['top5']:.2f} % "
+                  f"(measured, {cfg.dataset}, epoch {result['selection']['epoch']} chosen on "
+                  f"{result['selection']['selected_on']}, {result['processes']} process(es), "
+                  f"test views {result['metrics']['protocol']['views']})")

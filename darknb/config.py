@@ -34,6 +34,15 @@ PATH_FIELDS = {"data_root": ("",), "cache_dir": ("", "auto"), "output_dir": ("",
                "enhanced_cache_dir": ("",), "baseline_pretrained": ("",)}
 
 
+# The lowest distillation temperature accepted. KD's term is beta * T^2 * KL(softmax(t/T) ||
+# softmax(s/T)); its gradient on the student's logits is T * (softmax(s/T) - softmax(t/T)), which
+# fades linearly as T -> 0: measured on random 9-class logits (std 2), its norm relative to T = 1
+# is 0.67 at T = 0.5, 0.38 at 0.25, 0.16 at 0.1 and 1.7e-9 at 1e-9 (the student then trains on CE
+# alone while its report says "distilled"). 0.5 keeps two thirds of T = 1's signal; the usual
+# values are 1-20 (Hinton et al. 2015), the paper names none and darknb uses 4.
+MIN_TEMPERATURE = 0.5
+
+
 def default_cache_dir(data_root: str | Path) -> Path:
     """``cache_dir="auto"``: beside the dataset, ``<parent>/cache/<name>`` (``data/ARID`` ->
     ``data/cache/ARID``), so every dataset root gets its own cache."""
@@ -146,9 +155,10 @@ class RunConfig:
                 setattr(self, name, resolve_path(value, keywords))
         checks = {
             "num_frames": self.num_frames >= 1, "size": self.size >= 8, "split": self.split >= 1,
-            "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0, "grad_accum": self.grad_accum >= 1,
-            "alpha": self.alpha >= 0, "beta": self.beta >= 0, "temperature": self.temperature > 0,
+            "alpha": self.alpha >= 0, "beta": self.beta >= 0,
+            "temperature": self.temperature >= MIN_TEMPERATURE,
             "num_workers": self.num_workers >= 0, "enhancer_fit_steps": self.enhancer_fit_steps >= 0,
             "val_fraction": 0.0 <= self.val_fraction < 1.0,
             "save_every": self.save_every >= 1,
@@ -168,7 +178,12 @@ class RunConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
-            raise ConfigError(f"RunConfig: invalid value {getattr(self, name)!r} for parameter {name!r}")
+            raise ConfigError(f"RunConfig: invalid value {getattr(self, name)!r} for parameter "
+                              f"{name!r}{_WHY.get(name, '')}")
+        if self.alpha + self.beta <= 0:
+            raise ConfigError("RunConfig: parameters 'alpha' and 'beta' are both 0: the loss "
+                              "alpha * CE + beta * T^2 * KL is 0 and nothing would be trained; "
+                              "set alpha > 0 (cross-entropy) or beta > 0 (distillation)")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **overrides) -> "RunConfig":
@@ -196,8 +211,25 @@ class RunConfig:
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
+    def without_kd(self) -> "RunConfig":
+        """This config for a model trained on labels alone (the teacher, the no-KD control, the
+        baselines): beta = 0, and alpha = 1 where it was 0 (a pure-distillation student's
+        alpha = 0 would leave them no loss at all)."""
+        return self.replace(beta=0.0, alpha=self.alpha if self.alpha > 0 else 1.0)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_KD_FADES = ("the KD term's gradient fades linearly with T: at 0.1 it is 16 % of T = 1's, at 1e-9 "
+             "zero; see MIN_TEMPERATURE in darknb/config.py")
+# Why a value is refused, where the range alone does not say it
+_WHY = {
+    "epochs": ": at least 1 (0 epochs would report an untrained model as trained)",
+    "temperature": f": the distillation temperature must be >= {MIN_TEMPERATURE} ({_KD_FADES})",
+    "warmup_epochs": ": at most epochs (and >= 0)",
+    "size": ": at least 8 pixels",
+}
 
 
 def parse_views(views: str) -> tuple[int, int]:
@@ -251,6 +283,44 @@ NOTEBOOK_ONLY: dict[str, Any] = dict(
     run_latency_repeats=3,
     paper_latency_repeats=0,            # 0 skips the paper-size CPU latency (FLOPs are still counted)
 )
+
+
+def check_notebook_knobs(values: Mapping[str, Any]) -> None:
+    """Ranges of the notebook-only knobs in ``values`` (those present): ``seeds`` non-empty,
+    without duplicates, each >= 0; every ``temperatures`` entry >= :data:`MIN_TEMPERATURE`;
+    ``alphas`` and ``betas`` >= 0; ``jobs`` >= 0; ``pretrain_epochs`` >= 1. Raises
+    :class:`ConfigError` naming the parameter."""
+    seeds = values.get("seeds")
+    if seeds is not None:
+        if not seeds:
+            raise ConfigError("parameter 'seeds' is empty: every arm is trained once per seed; give "
+                              "at least one (e.g. seeds=[0, 1, 2])")
+        repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+        if repeated:
+            raise ConfigError(f"parameter 'seeds' repeats {repeated}: {list(seeds)}; a seed trains "
+                              "the same run twice and would count twice in the statistics")
+        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+            raise ConfigError(f"parameter 'seeds' must hold integers >= 0, got {list(seeds)}")
+    low = [t for t in values.get("temperatures") or [] if t < MIN_TEMPERATURE]
+    if low:
+        raise ConfigError(f"parameter 'temperatures' holds {low}: each must be >= {MIN_TEMPERATURE} "
+                          f"({_KD_FADES})")
+    for key in ("alphas", "betas"):
+        negative = [v for v in values.get(key) or [] if v < 0]
+        if negative:
+            raise ConfigError(f"parameter {key!r} holds {negative}: each must be >= 0")
+    if values.get("jobs", 0) < 0:
+        raise ConfigError(f"parameter 'jobs' must be >= 0 (0: automatic), got {values['jobs']}")
+    if values.get("pretrain_epochs", 1) < 1:
+        raise ConfigError(f"parameter 'pretrain_epochs' must be >= 1, got {values['pretrain_epochs']}")
+    if values.get("ablation_seeds", 1) < 1:
+        raise ConfigError(f"parameter 'ablation_seeds' must be >= 1 (the first N seeds), got "
+                          f"{values['ablation_seeds']}")
+    norms = values.get("input_norms")
+    if norms is not None and (not norms or set(norms) - {"backbone", "dataset"} or len(set(norms)) < len(norms)):
+        raise ConfigError(f"parameter 'input_norms': {list(norms)!r}; give one or both of "
+                          "'backbone' (the pre-training statistics) and 'dataset' (each arm's own "
+                          "training inputs), once each")
 
 
 def defaults() -> dict[str, Any]:
@@ -374,4 +444,6 @@ def validate_notebook_params(namespace: Mapping[str, Any], notebook: str | Path)
     given = {k: v for k, v in namespace.items()
              if not k.startswith("_") and k not in _IPYTHON_NAMES and k not in own
              and isinstance(v, _LITERAL_TYPES)}
-    return validate_params(given, defaults)
+    values = validate_params(given, defaults)
+    check_notebook_knobs(values)
+    return values

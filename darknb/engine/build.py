@@ -25,9 +25,10 @@ from darknb.files import RunDir
 from darknb.models.classifiers import create_model
 from darknb.models.enhancers import ZeroDCE
 
-__all__ = ["build_classifier", "channel_statistics", "enhancer_kwargs", "epoch_seed",
-           "fast_enhancers", "input_statistics", "lr_at", "make_accelerator", "make_optimizer",
-           "process_state", "resolve_pretrained", "set_input_statistics", "set_seed"]
+__all__ = ["build_classifier", "channel_statistics", "check_patch_size", "enhancer_kwargs",
+           "epoch_seed", "fast_enhancers", "input_statistics", "lr_at", "make_accelerator",
+           "make_optimizer", "patch_size", "process_state", "resolve_pretrained",
+           "set_input_statistics", "set_seed"]
 
 
 def resolve_pretrained(cfg: RunConfig) -> str:
@@ -44,13 +45,43 @@ def resolve_pretrained(cfg: RunConfig) -> str:
     return str(path)
 
 
+def _patch_of(model: nn.Module) -> int:
+    """The pixel size of a model's patches (its ViT's patch embedding), 1 without one."""
+    sizes = [getattr(m, "patch_size") for m in model.modules() if type(m).__name__ == "PatchEmbed"]
+    sizes = [max(s) if isinstance(s, (tuple, list)) else int(s) for s in sizes]
+    return max(sizes, default=1)
+
+
+def patch_size(model_name: str) -> int:
+    """The patch size in pixels of a registered model (8 for ``vit_bert_tiny``, 16 for
+    ``vit_bert``; 1 for the convolutional ones), read from the model built on the meta device:
+    no weights, no memory, nothing downloaded."""
+    with torch.device("meta"):
+        model = create_model(model_name, 2)
+    return _patch_of(model)
+
+
+def check_patch_size(model_name: str, size: int, patch: int | None = None) -> None:
+    """Refuse an input ``size`` that is not a multiple of the model's patch size: the rows and
+    columns past the last whole patch would never be seen."""
+    patch = patch_size(model_name) if patch is None else patch
+    if size % patch:
+        low = size - size % patch
+        raise ConfigError(f"parameter 'size': {size} px is not a multiple of {model_name}'s "
+                          f"{patch}-px patches, so the last {size % patch} rows and columns of "
+                          f"every frame would be ignored; use {low} or {low + patch}")
+
+
 def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
     """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``
-    (and of the pre-trained backbone, :func:`resolve_pretrained`)."""
+    (and of the pre-trained backbone, :func:`resolve_pretrained`). An input size that is not a
+    multiple of its patch size is refused (:func:`check_patch_size`)."""
     pretrained = resolve_pretrained(cfg)
     torch.manual_seed(cfg.seed)
-    return create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
-                        pretrained=pretrained, input_norm=cfg.input_norm)
+    model = create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
+                         pretrained=pretrained, input_norm=cfg.input_norm)
+    check_patch_size(cfg.model, cfg.size, _patch_of(model))
+    return model
 
 
 def channel_statistics(dataset, *, max_videos: int = 400, transform=None

@@ -29,6 +29,7 @@ from darknb.engine.evaluate import evaluate
 from darknb.engine.loop import fit
 from darknb.files import RunDir, save_torch, write_json
 from darknb.models.classifiers import Teacher, pretrained_stats_file
+from darknb.provenance import file_sha256, run_id
 
 __all__ = ["PRETRAIN_DATASET", "pretrain_backbone", "pretrain_config", "zero_shot"]
 
@@ -57,7 +58,9 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
     ``RunDir(cfg.output_dir).pretrained_backbone`` (the classifier without its last layer:
     ``pretrained=<that path>`` loads the ViT through timm's filter, which resamples position
     embeddings, and the temporal blocks) and its ``.json`` sidecar (statistics, classes,
-    provenance). Resumes like every stage (a finished pre-training is not redone).
+    provenance, fingerprint, sha256). Resumes like every stage (a finished pre-training is not
+    redone while its fingerprint matches); the same weights give the file byte for byte, so the
+    stages fine-tuned from it (which record its sha256) stay valid.
     Returns the :func:`darknb.engine.loop.fit` result plus ``"backbone"``, ``"stats"``, ``"classes"``.
     """
     pre_cfg = pretrain_config(cfg, epochs=epochs, lr=lr)
@@ -82,8 +85,12 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
                 trained_on=f"darknb synthetic well-lit set: {len(train_set)} clips of "
                            f"{len(train_set.classes)} classes (not the target classes)",
                 model=cfg.model, epochs=epochs, lr=lr, selection=result["selection"],
-                val_top1=result["metrics"]["top1"], checkpoint=str(run.checkpoint("pretrain")))
+                val_top1=result["metrics"]["top1"], checkpoint=str(run.checkpoint("pretrain")),
+                # what it was made from, and what it is: the stages that load it record its sha256
+                fingerprint=result["fingerprint"], trained_by_run=result["trained_by_run"],
+                run_id=run_id())
     if main:
+        info["sha256"] = file_sha256(run.pretrained_backbone)
         write_json(info, pretrained_stats_file(run.pretrained_backbone))
     return {**result, "backbone": str(run.pretrained_backbone), "stats": {"mean": mean, "std": std},
             "classes": list(train_set.classes), "info": info}

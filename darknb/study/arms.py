@@ -38,6 +38,7 @@ import pandas as pd
 
 from darknb.config import RunConfig
 from darknb.data.splits import Splits, build_datasets
+from darknb.engine.build import resolve_pretrained
 from darknb.engine.jobs import Task, run_tasks
 from darknb.engine.records import save_stage
 from darknb.engine.stages import load_trained_classifier, train_student, train_teacher
@@ -49,6 +50,7 @@ from darknb.engine.teacher import (
 )
 from darknb.errors import ConfigError
 from darknb.files import RunDir, read_json, write_json
+from darknb.provenance import weight_files
 from darknb.study.stats import (
     bootstrap_ci,
     correct_by_video,
@@ -133,10 +135,11 @@ def arm_name(arm: str, seed: int) -> str:
 
 
 def train_arm(cfg: RunConfig, arm: str, *, splits: Splits | None = None,
-              progress: bool = False) -> dict:
+              progress: bool = False, refit_enhancer: bool | None = None) -> dict:
     """Train one arm for ``cfg.seed`` (stage ``arm_name(arm, cfg.seed)``) and save its summary.
     A student needs its seed's teacher (``student``) or no-KD student (``student_selfkd``).
-    ``splits``: the run's datasets (built from ``cfg`` when None: a run in a process of its own)."""
+    ``splits``: the run's datasets (built from ``cfg`` when None: a run in a process of its own).
+    ``refit_enhancer``: see :func:`darknb.engine.stages.train_teacher`."""
     if arm not in ARM_SPECS:
         raise ConfigError(f"unknown arm {arm!r}; arms: {list(ARM_SPECS)}")
     spec, cfg = ARM_SPECS[arm], arm_config(cfg, arm)
@@ -145,7 +148,8 @@ def train_arm(cfg: RunConfig, arm: str, *, splits: Splits | None = None,
     name = arm_name(arm, cfg.seed)
     extra = {"arm": arm}
     if spec.inputs == "enhanced":
-        result = train_teacher(cfg, splits, name=name, progress=progress)
+        result = train_teacher(cfg, splits, name=name, progress=progress,
+                               refit_enhancer=refit_enhancer)
         extra["enhancer"] = result["enhancer"]
     elif spec.teacher is None:
         result = train_student(cfg, splits, kd=False, name=name, progress=progress)
@@ -159,15 +163,69 @@ def train_arm(cfg: RunConfig, arm: str, *, splits: Splits | None = None,
         result = train_student(cfg, splits, kd=True, name=name, teacher=teacher,
                                teacher_cache=cache, progress=progress)
         extra["teacher"] = teacher_name
-    save_stage(cfg.output_dir, name, result, cfg=cfg.replace(beta=0.0) if spec.teacher is None else cfg,
+    save_stage(cfg.output_dir, name, result, cfg=cfg.without_kd() if spec.teacher is None else cfg,
                datasets=splits.present(), **extra)
     return result
+
+
+# What each training notebook reads that another notebook makes, and the command that makes it
+MADE_BY = {
+    "pretrained": ("01_pretrain", "python -m darknb train pretrain"),
+    **{arm: ("02_teacher" if spec.inputs == "enhanced" else "03_student",
+             f"python -m darknb train {arm} --set seed=N") for arm, spec in ARM_SPECS.items()},
+}
+
+
+def notebook_inputs(notebook: str, cfg: RunConfig, seeds, *, betas=(),
+                    input_norms=("backbone",)) -> dict[str, list]:
+    """What ``notebook`` reads from the run folder that an earlier notebook makes, as
+    ``{maker: [files]}`` (``maker`` a key of :data:`MADE_BY`): the pre-trained backbone
+    (``pretrained="pretrain"``), each seed's finished teachers of the designs ``input_norms``
+    (the KD students; the ablation's grid: ``seeds`` are its seeds), every arm's stages (05)."""
+    run = RunDir(cfg.output_dir)
+    needs: dict[str, list] = {}
+    if notebook in ("02_teacher", "03_student", "04_ablation", "05_comparison") and \
+            cfg.pretrained == "pretrain":
+        needs["pretrained"] = [run.pretrained_backbone]
+    stages = lambda arm, of: [run.stage(arm_name(arm, int(s))) for s in of]  # noqa: E731
+    arms = arms_of(input_norms)
+    if notebook == "03_student" and cfg.beta > 0:
+        needs.update({arm: stages(arm, seeds) for arm in arms if arm in TEACHER_ARMS})
+    if notebook == "04_ablation":
+        needs["student_no_kd"] = stages("student_no_kd", seeds)  # beta = 0 and the reference lines
+        if any(b > 0 for b in betas or ()):
+            needs["teacher"] = stages("teacher", seeds)
+    if notebook == "05_comparison":
+        needs.update({arm: stages(arm, seeds) for arm in arms})
+    return needs
+
+
+def require_inputs(notebook: str, cfg: RunConfig, seeds, *, betas=(), made_before=(),
+                   input_norms=("backbone",)) -> None:
+    """Refuse, before ``notebook`` trains anything, when what it reads from the run folder is
+    missing (:func:`notebook_inputs`), naming the files and the notebook or command that makes
+    them. ``made_before``: notebooks that run before it in this run (their outputs will exist)."""
+    missing = []
+    for maker, files in notebook_inputs(notebook, cfg, seeds, betas=betas,
+                                        input_norms=input_norms).items():
+        book, command = MADE_BY[maker]
+        if book in made_before:
+            continue
+        absent = [Path(f).name for f in files if not Path(f).is_file()]
+        if absent:
+            shown = ", ".join(absent[:4]) + (" ..." if len(absent) > 4 else "")
+            missing.append(f"{shown} (made by {book}, or `{command}`)")
+    if missing:
+        raise ConfigError(f"{notebook} reads what earlier notebooks make, and {cfg.output_dir} lacks "
+                          f"{'; '.join(missing)}. Run those first, e.g. `python -m darknb run` (all "
+                          "notebooks in order)")
 
 
 def prepare_teachers(cfg: RunConfig) -> None:
     """What every seed's teacher reads, made once before the seeds' runs start (side by side they
     would race to make it): the fitted enhancer and, with ``teacher_input="enhanced_cache"``, the
-    enhanced frame cache. Both are reused when present."""
+    enhanced frame cache. Both are reused while what they were made from is unchanged; with
+    ``resume=False`` they are made again."""
     enhancer, _ = build_teacher_enhancer(cfg, build_datasets(cfg).train)
     if cfg.teacher_input == "enhanced_cache":
         ensure_enhanced_cache(cfg, enhancer)
@@ -176,10 +234,12 @@ def prepare_teachers(cfg: RunConfig) -> None:
 def train_teachers(cfg: RunConfig, seeds, *, input_norms=("backbone",), jobs: int = 1,
                    progress: bool = False) -> dict[str, dict[int, dict]]:
     """Every teacher arm of the designs ``input_norms`` for every seed; ``jobs`` of them side by
-    side (see :mod:`darknb.engine.jobs`; 0: one per core on a CPU)."""
-    prepare_teachers(cfg)
+    side (see :mod:`darknb.engine.jobs`; 0: one per core on a CPU). The pre-trained backbone is
+    checked first: nothing is fitted or trained without it."""
+    resolve_pretrained(cfg)
     arms = [a for a in arms_of(input_norms) if a in TEACHER_ARMS]
-    run = partial(train_arm, progress=progress)
+    prepare_teachers(cfg)
+    run = partial(train_arm, progress=progress, refit_enhancer=False)  # prepared just above
     done = run_tasks([Task((arm, int(s)), run, (cfg.replace(seed=int(s)), arm))
                       for arm in arms for s in seeds], jobs=jobs)
     return {arm: {int(s): done[(arm, int(s))] for s in seeds} for arm in arms}
@@ -190,7 +250,10 @@ def train_students(cfg: RunConfig, seeds, *, input_norms=("backbone",), jobs: in
     """For every seed, every student arm of the designs ``input_norms``: the no-KD student, the
     student distilled from that seed's enhanced teacher, the one distilled from that seed's no-KD
     student (self-distillation control) and their ``_datanorm`` twins; ``jobs`` runs side by side,
-    a self-distilled student after its seed's no-KD one."""
+    a self-distilled student after its seed's no-KD one. What they read (the backbone, each seed's
+    teacher) is checked before any of them trains."""
+    resolve_pretrained(cfg)
+    require_inputs("03_student", cfg, seeds, input_norms=input_norms)
     arms = [a for a in arms_of(input_norms) if a in STUDENT_ARMS]
     run = partial(train_arm, progress=progress)
     tasks = []
@@ -326,6 +389,60 @@ def compare_arms(out_dir, seeds, comparisons=COMPARISONS) -> tuple[list[dict], f
     return rows, design_mde
 
 
+# The settings every arm and seed of a study shares (the arms differ by design in their loss and
+# seed, the teacher in its enhanced view, the designs in their input normalisation)
+SHARED_SETTINGS = ("dataset", "split", "num_frames", "size", "sampling", "val_fraction", "model",
+                   "pretrained", "recipe", "epochs", "batch_size", "lr", "lr_schedule",
+                   "warmup_epochs", "weight_decay", "grad_accum", "grad_clip", "mixed_precision")
+_DISTILLED_FROM = {arm: spec.teacher for arm, spec in ARM_SPECS.items() if spec.teacher}
+
+
+def check_study_stages(out_dir, seeds) -> dict[str, str | None]:
+    """The stages a comparison is built from must belong together; returns ``{stage: the run
+    that trained it}`` (reports say when there are several). Refused (:class:`ConfigError`,
+    naming the stages): a distilled student whose teacher was retrained after it (its recorded
+    teacher sha256 is not the file's now), and stages made with different :data:`SHARED_SETTINGS`,
+    data lists or pre-trained weights.
+    Stages written before fingerprints are not compared."""
+    run = RunDir(out_dir)
+    stages = {arm_name(a, int(s)): read_json(run.stage(arm_name(a, int(s))))
+              for a in ARMS for s in seeds if run.stage(arm_name(a, int(s))).is_file()}
+    problems = []
+    for arm, teacher_arm in _DISTILLED_FROM.items():
+        for s in seeds:
+            name, teacher = arm_name(arm, int(s)), arm_name(teacher_arm, int(s))
+            recorded = ((stages.get(name) or {}).get("fingerprint") or {}).get("weights", {}).get("teacher")
+            if not recorded:
+                continue
+            ckpt = run.checkpoint(teacher)
+            now = weight_files([ckpt, RunDir.best_of(ckpt)])
+            if any(now.get(f) != sha for f, sha in recorded.items()):
+                problems.append(f"{name} was distilled from another {teacher} than the one in "
+                                f"{out_dir} now ({ckpt.name} retrained since): rerun 03_student "
+                                "with resume=False so that it learns from this one")
+    values: dict[tuple, dict] = {}
+    for name, stage in stages.items():
+        fingerprint = stage.get("fingerprint") or {}
+        data = fingerprint.get("data") or {}
+        settings = fingerprint.get("settings") or {}
+        shared = {**{("settings", k): settings[k] for k in SHARED_SETTINGS if k in settings},
+                  ("data", "lists"): data.get("lists"), ("data", "classes"): data.get("classes"),
+                  ("weights", "pretrained"): (fingerprint.get("weights") or {}).get("pretrained")}
+        if fingerprint:
+            for key, value in shared.items():
+                values.setdefault(key, {}).setdefault(repr(value), []).append(name)
+    for key, groups in values.items():
+        if len(groups) > 1:
+            shown = "; ".join(f"{value} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+                              for value, names in groups.items())
+            problems.append(f"{'.'.join(key)} differs: {shown}")
+    if problems:
+        raise ConfigError(f"05_comparison would compare stages that do not belong together: "
+                          f"{'; '.join(problems)}. Retrain the stale ones (`python -m darknb run "
+                          "--rerun` retrains every stage with one set of parameters)")
+    return {name: stage.get("trained_by_run") or stage.get("run_id") for name, stage in stages.items()}
+
+
 BACKBONE_VARIATION = Path(__file__).with_name("backbone_variation.json")
 
 
@@ -340,8 +457,17 @@ def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: st
                 splits: dict | None = None, n_boot: int = 2000, recipe: str | None = None,
                 input_norms=None) -> dict:
     """Everything summary.json needs from the study (see the README's contract): per-arm
-    summaries, the comparisons, the design's MDE; written to ``study.json`` and returned."""
+    summaries, the comparisons, the design's MDE; written to ``study.json`` and returned. Every
+    arm's stage for every seed must exist (:func:`require_inputs`) and they must belong together
+    (:func:`check_study_stages`); ``trained_by`` names the run that trained each stage, and
+    ``runs`` those runs (several when stages were reused from earlier runs)."""
     run = RunDir(out_dir)
+    if len(seeds) < 2:
+        raise ConfigError(f"parameter 'seeds': the comparisons are paired over seeds and need at "
+                          f"least 2, got {list(seeds)}")
+    require_inputs("05_comparison", _config_of(out_dir), seeds,
+                   input_norms=input_norms if input_norms is not None else ("backbone",))
+    trained_by = check_study_stages(out_dir, seeds)
     arms = {arm: summarize_arm(out_dir, arm, seeds, n_boot=n_boot) for arm in ARMS
             if not seed_table(out_dir, seeds, arms=(arm,)).empty}
     rows, mde = compare_arms(out_dir, seeds)
@@ -351,12 +477,20 @@ def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: st
              "comparisons": rows, "mde_top1": mde, "zero_shot": zero_shot,
              "pretrained": pretrained, "splits": splits, "recipe": recipe,
              "input_norms": list(input_norms) if input_norms is not None else None,
-             "backbone_variation": backbone_variation()}
+             "backbone_variation": backbone_variation(), "trained_by": trained_by,
+             "runs": sorted({r for r in trained_by.values() if r})}
     write_json(study, run.stage("study"))
     return study
 
 
-__all__ = ["ARMS", "ARM_SPECS", "COMPARISONS", "DESIGNS", "STUDENT_ARMS", "TEACHER_ARMS", "Arm",
-           "arm_config", "arm_name", "arms_of", "compare_arms", "paired_comparison",
-           "prepare_teachers", "seed_table", "stage_files", "summarize_arm", "train_arm",
+def _config_of(out_dir) -> RunConfig:
+    """A config for checking the study's inputs: only the stages' names and the run folder
+    matter (not the pre-trained backbone, which the stages themselves name)."""
+    return RunConfig(output_dir=str(out_dir), pretrained="")
+
+
+__all__ = ["ARMS", "ARM_SPECS", "COMPARISONS", "DESIGNS", "MADE_BY", "STUDENT_ARMS", "TEACHER_ARMS",
+           "Arm", "arm_config", "arm_name", "arms_of", "backbone_variation", "check_study_stages",
+           "compare_arms", "notebook_inputs", "paired_comparison", "prepare_teachers",
+           "require_inputs", "seed_table", "stage_files", "summarize_arm", "train_arm",
            "train_students", "train_teachers", "with_holm", "write_study"]

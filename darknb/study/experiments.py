@@ -31,7 +31,15 @@ from darknb.models.classifiers import NativeResolutionTeacher, Teacher, create_m
 from darknb.models.enhancers import build_enhancer
 from darknb.paper import ARID_FRAME, PAPER_CLIP, reported_table
 from darknb.engine.records import save_stage
-from darknb.study.arms import arm_name, paired_comparison, stage_files, train_arm, with_holm
+from darknb.provenance import run_id
+from darknb.study.arms import (
+    arm_name,
+    paired_comparison,
+    require_inputs,
+    stage_files,
+    train_arm,
+    with_holm,
+)
 from darknb.study.flops import count_flops, count_parameters, measure_latency
 from darknb.study.stats import accuracy_ci, correct_by_video
 
@@ -122,6 +130,7 @@ def run_ablation(cfg: RunConfig, *, betas, temperatures, seeds, jobs: int = 1,
     arm is trained for every seed (``jobs`` side by side), each point's epoch chosen on
     validation, test evaluated once per final model; then :func:`ablation_summary`."""
     points = ablation_points(cfg, betas=betas, temperatures=temperatures)
+    require_inputs("04_ablation", cfg, seeds, betas=betas)  # before any student trains
     train = partial(train_ablation_point, progress=progress)
     tasks = [Task((point_name(p), int(s)), train, (cfg, p, int(s)))
              for p in points if study_arm_of(p, cfg) is None for s in seeds]
@@ -235,7 +244,7 @@ def baseline_config(cfg: RunConfig, model_name: str) -> RunConfig:
         pretrained = cfg.baseline_pretrained if card.get("depth") == 34 else ""
     else:
         pretrained = resolve_pretrained(cfg)
-    return cfg.replace(model=model_name, beta=0.0, pretrained=pretrained)
+    return cfg.without_kd().replace(model=model_name, pretrained=pretrained)
 
 
 def describe_pretraining(model_name: str, pretrained: str, info: dict | None = None) -> str:
@@ -269,7 +278,8 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
         results[name] = fit(model, splits, run_cfg, name=name, progress=progress)
         write_json({**results[name]["metrics"], "epochs": epochs, "model": model_name,
                     "pretrained": run_cfg.pretrained, "pretrained_info": info,
-                    "config": run_cfg.to_dict()},
+                    "config": run_cfg.to_dict(), "fingerprint": results[name]["fingerprint"],
+                    "trained_by_run": results[name]["trained_by_run"], "run_id": run_id()},
                    RunDir(cfg.output_dir).predictions(name))
     return results
 
