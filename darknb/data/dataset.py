@@ -63,8 +63,8 @@ class VideoListDataset(torch.utils.data.Dataset):
     without it ``multiscale`` picks ``"scale_jitter"`` (the default) or ``"random"``.
 
     Two views (DarkLight's two-stream model, :meth:`add_light_view`): every clip carries its frames
-    and their gamma view stacked on the channel axis (``C = 6``), the gamma lookup table applied
-    to the native frames before any resize.
+    and their gamma view (the gamma lookup table applied to the native frames before any resize);
+    ``dataset[i]`` and the loader's clips are then ``(6, T, size, size)``: the clip, then the view.
 
     Errors: list entries outside ``root`` -> ``DatasetError`` naming list file and line. Missing
     video files -> ``DatasetError`` naming them (``on_error="raise"``) or recorded in ``.skipped``
@@ -336,7 +336,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         # integral box, cut exactly and resampled with the antialiased filter (darknb.data.loader)
         exact = resized_size(H, W, size=self.size, resize_short=self.resize_short) == (H, W)
         return make_raw_clip(frames, box, flip=flip, label=label, index=index, view=key.view,
-                             exact=exact)
+                             exact=exact, streams=1 if self.light_gamma is None else 2)
 
     def __getitem__(self, index: int):
         item = self.raw(ClipKey(int(index), self.epoch))

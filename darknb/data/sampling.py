@@ -21,7 +21,7 @@ Training crops (:data:`TRAIN_CROPS`, ``RunConfig.crop``):
 - ``"random"``: a ``size x size`` square at a random position, no scale change.
 
 The gamma view of DarkLight's two-stream model (:func:`gamma_lut`, :func:`with_light_view`) is
-made here too, on uint8 frames, before any resize.
+made here too, on uint8 frames, before any resize, and travels as a second stream of frames.
 """
 
 from __future__ import annotations
@@ -148,12 +148,13 @@ def crop_box(H: int, W: int, *, size: int, resize_short: int, train: bool, multi
 
 
 def make_raw_clip(frames: np.ndarray, box: np.ndarray, *, flip: bool, label: int, index: int,
-                  view: int = 0, exact: bool = False) -> RawClip:
-    """Cut ``frames`` ``(T, H, W, C)`` to the rows and columns the resampling of ``box`` reads
-    (its bounding box and one pixel around it), shift the box accordingly, and wrap it up.
-    ``exact``: the box is integral because the frames are at the crop's resized size (see
+                  view: int = 0, exact: bool = False, streams: int = 1) -> RawClip:
+    """Cut ``frames`` ``(streams x T, H, W, 3)`` to the rows and columns the resampling of
+    ``box`` reads (its bounding box and one pixel around it), shift the box accordingly, and wrap
+    it up. ``exact``: the box is integral because the frames are at the crop's resized size (see
     :class:`darknb.data.loader.RawClip`); the clip is then cut exactly and resampled by
-    :class:`darknb.data.loader.ClipTransform`'s antialiased crop path."""
+    :class:`darknb.data.loader.ClipTransform`'s antialiased crop path. ``streams``: 2 for frames
+    made by :func:`with_light_view`."""
     T, H, W, _ = frames.shape
     y0, x0, y1, x1 = box
     exact = bool(exact) and all(float(v).is_integer() for v in box)
@@ -163,7 +164,8 @@ def make_raw_clip(frames: np.ndarray, box: np.ndarray, *, flip: bool, label: int
         r0, c0, r1, c1 = int(y0), int(x0), int(y1), int(x1)
     cut = np.ascontiguousarray(frames[:, r0:r1, c0:c1])
     shifted = torch.tensor([y0 - r0, x0 - c0, y1 - r0, x1 - c0], dtype=torch.float32)
-    return RawClip(torch.from_numpy(cut), shifted, bool(flip), int(label), int(index), int(view), exact)
+    return RawClip(torch.from_numpy(cut), shifted, bool(flip), int(label), int(index), int(view),
+                   exact, int(streams))
 
 
 def gamma_lut(gamma: float) -> np.ndarray:
@@ -175,11 +177,12 @@ def gamma_lut(gamma: float) -> np.ndarray:
 
 
 def with_light_view(frames: np.ndarray, gamma: float, light: np.ndarray | None = None) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 frames -> ``(T, H, W, 6)``: the frames, then DarkLight's gamma view
-    (``light``, or the LUT applied to these frames, which must then be NATIVE ones: DarkLight
-    applies the table to the decoded frame before any resize, ``ReadSegmentRGB_light``)."""
+    """``(T, H, W, 3)`` uint8 frames -> ``(2T, H, W, 3)``: the frames, then DarkLight's gamma view
+    (two streams, for :func:`make_raw_clip` with ``streams=2``): ``light``, or the table applied
+    to these frames, which must then be NATIVE ones: DarkLight applies the table to the decoded
+    frame before any resize (``ReadSegmentRGB_light``)."""
     if light is None:
         light = gamma_lut(gamma)[frames]
     if light.shape != frames.shape:
         raise ValueError(f"light view {light.shape} does not match the frames {frames.shape}")
-    return np.concatenate([frames, light], axis=-1)
+    return np.concatenate([frames, light], axis=0)  # whole frames: no per-pixel interleaving

@@ -67,14 +67,14 @@ class Classifier:
         where = {f: k for k, f in enumerate(wanted)}
         items = []
         for k, idx in enumerate(per_clip):
-            clip = frames[[where[int(i)] for i in idx]]
+            clip, streams = frames[[where[int(i)] for i in idx]], 1
             if cfg.light_gamma is not None:  # DarkLight's gamma view: its table on native frames
-                clip = with_light_view(clip, cfg.light_gamma)
+                clip, streams = with_light_view(clip, cfg.light_gamma), 2
             for c in range(crops):
                 box = crop_box(*clip.shape[1:3], size=cfg.size, resize_short=default_resize_short(cfg.size),
                                train=False, multiscale=False, rng=None, crop=c, crops=crops)
                 items.append(make_raw_clip(clip, box, flip=False, label=0, index=0,
-                                           view=k * crops + c))
+                                           view=k * crops + c, streams=streams))
         read_seconds = time.perf_counter() - start
         batch = collate_raw(items).to(self.device)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
