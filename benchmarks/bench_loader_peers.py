@@ -29,6 +29,12 @@ The paths, each ending in finished float clips (normalised, as the peers' loader
   through ``make_loader(transform_in_workers=True)``: darknb's CPU training path, the batched
   ``ClipTransform`` (exact crops: ``F.interpolate`` antialiased) in the workers; with 0 workers in
   the main process. ``darknb 2 views``: the same with DarkLight's gamma view (6 channels).
+  ``--before`` adds ``darknb roi_align``: the same clips resampled by ``roi_align`` (darknb's path
+  before exact crops), against LateTemporal too.
+
+It also prints how far the values of the exact-crop path move from roi_align's on the same crops
+(grey levels, 0-255), and the uint8 ``F.interpolate`` (measured, not used: it rounds to whole grey
+levels after each of its two passes).
 
 Every loader keeps its workers between rounds (``persistent_workers``; the peers' own code starts
 fresh workers each epoch, so this favours them) and uses batch 8. The main process runs torch
@@ -51,9 +57,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import darknb.data.dataset as dataset_module  # noqa: E402
 from darknb.data.dataset import VideoListDataset  # noqa: E402
 from darknb.data.framecache import (  # noqa: E402
     CACHE_MANIFEST,
@@ -61,7 +69,15 @@ from darknb.data.framecache import (  # noqa: E402
     cache_manifest,
     prepare_dataset,
 )
-from darknb.data.loader import make_loader  # noqa: E402
+from darknb.data.loader import (  # noqa: E402
+    ClipKey,
+    ClipSampler,
+    ClipTransform,
+    ReadyBatch,
+    _RawClips,
+    collate_raw,
+    make_loader,
+)
 from darknb.data.sampling import gamma_lut  # noqa: E402
 from darknb.data.synthetic import TARGET_CLASSES, Darkening, _scene, render_lit  # noqa: E402
 from darknb.files import save_npy, write_json  # noqa: E402
@@ -228,6 +244,54 @@ def darknb_dataset(root: Path, length: int, two_views: bool, classes) -> VideoLi
     return ds.add_light_view(GAMMA, root / "cache-gamma") if two_views else ds
 
 
+class RoiAlignCollate:
+    """darknb's path before exact crops: every clip through the batched roi_align."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, items):
+        batch = collate_raw(items)
+        batch = batch._replace(exact=torch.zeros_like(batch.exact))
+        return ReadyBatch(self.transform(batch), batch.labels, batch.indices)
+
+
+def value_check(root: Path, classes, length: int = 64, clips: int = 8) -> dict:
+    """The exact-crop path against roi_align on the same clips (0-255 grey levels), and the
+    uint8 interpolation's distance from the float one, with their times per clip (1 thread)."""
+    ds = darknb_dataset(root, length, False, classes)
+    ds.normalize, ds.clip_transform = False, ClipTransform(S)
+    batch = collate_raw([ds.raw(ClipKey(i, 1)) for i in range(clips)])
+    exact_cut = dataset_module.make_raw_clip
+    try:  # the same clips as darknb cut them before (a pixel of margin, the roi_align path)
+        dataset_module.make_raw_clip = lambda *a, **k: exact_cut(*a, **{**k, "exact": False})
+        before = collate_raw([ds.raw(ClipKey(i, 1)) for i in range(clips)])
+    finally:
+        dataset_module.make_raw_clip = exact_cut
+    times = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        out = fn()
+        times[name] = 1e3 * (time.perf_counter() - start) / clips
+        return out
+
+    exact = timed("interpolate", lambda: ds.clip_transform(batch)) * 255
+    roi = timed("roi_align", lambda: ds.clip_transform(before)) * 255
+    u8 = []
+    for b, (y0, x0, y1, x1) in enumerate(batch.boxes.int().tolist()):
+        crop = batch.frames[b, :, y0:y1, x0:x1].permute(0, 3, 1, 2)
+        if batch.flips[b]:
+            crop = crop.flip(-1)
+        u8.append(F.interpolate(crop, size=(S, S), mode="bilinear", antialias=True).float())
+    u8 = torch.stack(u8).transpose(1, 2)
+    d, du = (exact - roi).abs(), (u8 - exact).abs()
+    return {"interp_vs_roi_max": d.max().item(), "interp_vs_roi_mean": d.mean().item(),
+            "interp_vs_roi_p999": d.flatten().kthvalue(int(0.999 * d.numel())).values.item(),
+            "u8_vs_float_max": du.max().item(), "u8_vs_float_mean": du.mean().item(),
+            "ms_per_clip": times}
+
+
 # ------------------------------------------------------------------------------------ timing
 def one_pass(loader, epoch: int) -> tuple[float, int, tuple]:
     if hasattr(loader.sampler, "set_epoch"):
@@ -241,7 +305,8 @@ def one_pass(loader, epoch: int) -> tuple[float, int, tuple]:
     return time.perf_counter() - start, clips, shape
 
 
-def measure(root: Path, classes, length: int, workers: int, rounds: int) -> list[dict]:
+def measure(root: Path, classes, length: int, workers: int, rounds: int, before: bool = False
+            ) -> list[dict]:
     kw = dict(batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
     split = root / "peers_split.txt"
     loaders = {
@@ -254,6 +319,11 @@ def measure(root: Path, classes, length: int, workers: int, rounds: int) -> list
         "DarkLight": torch.utils.data.DataLoader(PeerClips(root / "frames", split, length, True),
                                                  shuffle=True, **kw),
     }
+    if before:
+        ds = darknb_dataset(root, length, False, classes)
+        loaders["darknb roi_align"] = torch.utils.data.DataLoader(
+            _RawClips(ds), batch_size=BATCH, sampler=ClipSampler(len(ds), train=True), num_workers=workers,
+            collate_fn=RoiAlignCollate(ds.clip_transform), persistent_workers=workers > 0)
     names = list(loaders)
     rates = {n: [] for n in names}
     shapes = {}
@@ -265,7 +335,9 @@ def measure(root: Path, classes, length: int, workers: int, rounds: int) -> list
             rates[n].append(clips / seconds)
     del loaders
     rows = []
-    for ours, theirs in (("darknb", "LateTemporal"), ("darknb 2 views", "DarkLight")):
+    pairs = [("darknb", "LateTemporal"), ("darknb 2 views", "DarkLight")]
+    pairs += [("darknb roi_align", "LateTemporal")] if before else []
+    for ours, theirs in pairs:
         a, b = float(np.median(rates[ours])), float(np.median(rates[theirs]))
         per_round = [x / y for x, y in zip(rates[ours], rates[theirs])]
         rows.append({"frames": length, "workers": workers, "darknb path": ours, "clips/s": a,
@@ -292,6 +364,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--threads", type=int, default=1, help="torch / OpenCV threads in the main process")
     ap.add_argument("--quick", action="store_true", help="16 videos, 2 rounds")
+    ap.add_argument("--before", action="store_true", help="add darknb's roi_align path (slow)")
     args = ap.parse_args(argv)
     if args.quick:
         args.videos, args.rounds = 16, 2
@@ -307,9 +380,15 @@ def main(argv=None) -> list[dict]:
               f"{info['jpeg_mb']:.1f} MB, darknb frame cache {info['cache_mb']:.1f} MB "
               f"(made in {time.perf_counter() - t0:.0f} s); torch {torch.__version__}, OpenCV "
               f"{cv2.__version__}, {os.cpu_count()} CPUs, {args.threads} main-process thread(s)")
+        check = value_check(root, info["classes"])
+        print("values, exact crops (F.interpolate, antialiased) vs roi_align on the same 64-frame "
+              f"clips: max |d| {check['interp_vs_roi_max']:.2f}, mean {check['interp_vs_roi_mean']:.3f} "
+              f"(99.9th percentile {check['interp_vs_roi_p999']:.2f}) grey levels; uint8 F.interpolate vs float: max {check['u8_vs_float_max']:.2f}, mean "
+              f"{check['u8_vs_float_mean']:.3f}; ms per clip (whole transform, 1 thread): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in check["ms_per_clip"].items()))
         for length in args.frames:
             for workers in args.workers:
-                got = measure(root, info["classes"], length, workers, args.rounds)
+                got = measure(root, info["classes"], length, workers, args.rounds, args.before)
                 for row in got:
                     print(f"  {length} frames, {workers} workers: {row['darknb path']} "
                           f"{row['clips/s']:.2f} clips/s vs {row['peer path']} "

@@ -119,6 +119,7 @@ class BERTTemporalHead(nn.Module):
             raise ConfigError(f"BERT head: mask_keep_prob must be in (0, 1], got {mask_keep_prob}")
         if fc_init not in ("xavier", "torch"):
             raise ConfigError(f"BERT head: fc_init must be 'xavier' or 'torch', got {fc_init!r}")
+        self.fc_init = fc_init
         self.num_frames = num_frames
         self.mask_keep_prob = mask_keep_prob
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
