@@ -1,7 +1,7 @@
 """darknb's loader against the peers' own loading paths, on a CPU, in one process, alternating.
 
     python benchmarks/bench_loader_peers.py              # 64 videos x 64 frames, 3 rounds
-    python benchmarks/bench_loader_peers.py --quick      # 16 videos, 2 rounds (seconds)
+    python benchmarks/bench_loader_peers.py --quick      # 16 videos, 2 rounds (a minute)
     python benchmarks/bench_loader_peers.py --rounds 5 --frames 64 --workers 2
 
 The data: ``--videos`` synthetic dark videos (darknb's renderer and its low-exposure camera model,
@@ -261,6 +261,7 @@ def value_check(root: Path, classes, length: int = 64, clips: int = 8) -> dict:
     uint8 interpolation's distance from the float one, with their times per clip (1 thread)."""
     ds = darknb_dataset(root, length, False, classes)
     ds.normalize, ds.clip_transform = False, ClipTransform(S)
+    clips = min(clips, len(ds))
     batch = collate_raw([ds.raw(ClipKey(i, 1)) for i in range(clips)])
     exact_cut = dataset_module.make_raw_clip
     try:  # the same clips as darknb cut them before (a pixel of margin, the roi_align path)
@@ -364,10 +365,13 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--threads", type=int, default=1, help="torch / OpenCV threads in the main process")
     ap.add_argument("--quick", action="store_true", help="16 videos, 2 rounds")
+    ap.add_argument("--smoke", action="store_true", help="4 videos, 1 round, 8 frames, 0 workers (tests)")
     ap.add_argument("--before", action="store_true", help="add darknb's roi_align path (slow)")
     args = ap.parse_args(argv)
     if args.quick:
         args.videos, args.rounds = 16, 2
+    if args.smoke:
+        args.videos, args.rounds, args.frames, args.workers = 4, 1, [8], [0]
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     random.seed(0)

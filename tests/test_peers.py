@@ -414,3 +414,22 @@ def test_predict_gives_darklight_its_gamma_view(dark_videos):
     result = Classifier(spy, cfg, ["A", "B"], device="cpu", path=Path("spy.ckpt"))(dark_videos / "A" / "A_1_1.mp4")
     assert spy.seen.shape == (1, 6, 4, SIZE, SIZE) and len(result["top"]) == 2
     assert (spy.seen[:, 3:] >= spy.seen[:, :3] - 1e-6).all()  # gamma 1.8 brightens every pixel
+
+
+def test_bench_loader_peers_smoke(capsys):
+    """benchmarks/bench_loader_peers.py runs both sides and prints its table (speed is measured
+    there, never asserted here)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_loader_peers.py"
+    spec = importlib.util.spec_from_file_location("bench_loader_peers", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--smoke"])
+    assert {(r["darknb path"], r["peer path"]) for r in rows} == {("darknb", "LateTemporal"),
+                                                                 ("darknb 2 views", "DarkLight")}
+    assert all(r["clips/s"] > 0 and r["peer clips/s"] > 0 for r in rows)
+    # the same finished clips on both sides: darknb (C, T, H, W), the peers (3T, H, W)
+    assert rows[0]["shapes"] == "(3, 8, 112, 112) / (24, 112, 112)"
+    assert rows[1]["shapes"] == "(6, 8, 112, 112) / (24, 112, 112)"
+    assert "| frames | workers |" in capsys.readouterr().out
