@@ -110,7 +110,7 @@ def make_data(root: Path, videos: int, frames: int) -> dict:
             cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))  # as cv2 writes video frames
             jpeg_bytes += path.stat().st_size
         save_npy(clip, cache_file(cache, rel + ".avi"), verify=False)
-        manifest[rel + ".avi"] = dict(frames=frames, shape=list(clip.shape))
+        manifest[rel + ".avi"] = {"frames": frames, "shape": list(clip.shape)}
         rels.append((rel, k % len(classes)))
     write_json(cache_manifest(root=root, short_side=H, videos=manifest), cache / CACHE_MANIFEST)
     # the peers' split file: "<path> <frames> <label>"; darknb's: ARID's TAB list
@@ -308,7 +308,7 @@ def one_pass(loader, epoch: int) -> tuple[float, int, tuple]:
 
 def measure(root: Path, classes, length: int, workers: int, rounds: int, before: bool = False
             ) -> list[dict]:
-    kw = dict(batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
+    kw = {"batch_size": BATCH, "num_workers": workers, "persistent_workers": workers > 0}
     split = root / "peers_split.txt"
     loaders = {
         "darknb": make_loader(darknb_dataset(root, length, False, classes), batch_size=BATCH,

@@ -26,8 +26,19 @@ from torch import nn
 
 from darknb.config import RunConfig
 from darknb.data.dataset import VideoListDataset
-from darknb.data.framecache import cache_file, prepare_dataset, read_cached, resize_short_uint8
-from darknb.data.loader import ClipKey, ClipTransform, batch_clips, collate_raw, make_loader
+from darknb.data.framecache import (
+    cache_file,
+    prepare_dataset,
+    read_cached,
+    resize_short_uint8,
+)
+from darknb.data.loader import (
+    ClipKey,
+    ClipTransform,
+    batch_clips,
+    collate_raw,
+    make_loader,
+)
 from darknb.data.sampling import (
     crop_box,
     gamma_lut,
@@ -186,7 +197,7 @@ def test_gamma_table_values():
 
 def test_gamma_view_is_the_table_on_native_frames_before_the_resize(dark_videos):
     """Decoded videos are native: the worker applies the table, then the crop is resampled."""
-    kw = dict(num_frames=4, size=SIZE)
+    kw = {"num_frames": 4, "size": SIZE}
     one = VideoListDataset(dark_videos, "list.txt", **kw)
     two = VideoListDataset(dark_videos, "list.txt", **kw).add_light_view(1.8)
     clip = two[0][0]
