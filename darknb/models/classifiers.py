@@ -373,7 +373,8 @@ def create_model(name: str, num_classes: int, **overrides) -> nn.Module:
 
 @register_model
 def vit_bert(num_classes: int, **overrides) -> ViTBERT:
-    """The paper preset: ViT-B/16 at 112 px (7x7 patches), 64 frames, BERT 1 layer 8 heads."""
+    """The paper preset: ViT-B/16 at 112 px (7x7 patches), 64 frames, BERT 1 layer 8 heads;
+    scale-jitter training crops, BERT5's classifier init (xavier-uniform, bias 0)."""
     kw = dict(backbone="vit_base_patch16_224", img_size=112, num_frames=64)
     return ViTBERT(num_classes, **{**kw, **overrides})
 
