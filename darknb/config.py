@@ -84,6 +84,10 @@ class RunConfig:
     # uniform: a synthetic motion spans the whole 40-frame video; consecutive is DarkLight's
     # protocol for real datasets
     sampling: str = "uniform"           # consecutive (DarkLight) | uniform
+    # training crop: auto = multiscale for the R(2+1)D / DarkLight models (DarkLight's and
+    # LateTemporalModeling's MultiScaleCrop: 13 fixed positions), scale_jitter for the ViT models
+    # (the same scales at any position: the demo's) | multiscale | scale_jitter | random (no scale)
+    crop: str = "auto"
     num_workers: int = 0
     cache_dir: str = "auto"             # frame cache, made when missing: auto = <data_root's parent>/cache/<name>; "" = decode videos
     on_error: str = "raise"             # raise | skip (skipped videos are counted in the report)
@@ -166,6 +170,7 @@ class RunConfig:
             "enhancer_scale_factor": self.enhancer_scale_factor >= 1,
             "teacher_input": self.teacher_input in ("online", "enhanced_cache"),
             "sampling": self.sampling in ("consecutive", "uniform"),
+            "crop": self.crop in ("auto", "multiscale", "scale_jitter", "random"),
             "on_error": self.on_error in ("raise", "skip"),
             "input_norm": self.input_norm in ("backbone", "dataset", "clip"),
             "recipe": self.recipe in ("ft", "lp-ft"),
@@ -208,6 +213,20 @@ class RunConfig:
         zero-reference-fitted enhancer belongs to its run)."""
         return Path(self.enhanced_cache_dir) if self.enhanced_cache_dir else RunDir(self.output_dir).enhanced_cache
 
+    @property
+    def train_crop(self) -> str:
+        """The training crop ``crop`` names, "auto" resolved for ``model``
+        (:data:`MULTISCALE_CROP_MODELS`)."""
+        if self.crop != "auto":
+            return self.crop
+        return "multiscale" if self.model in MULTISCALE_CROP_MODELS else "scale_jitter"
+
+    @property
+    def light_gamma(self) -> float | None:
+        """The gamma of ``model``'s second, gamma-corrected input view, which the loader makes
+        (:data:`LIGHT_VIEW_MODELS`); None for a model of one view."""
+        return LIGHT_VIEW_MODELS.get(self.model)
+
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
@@ -230,6 +249,14 @@ _WHY = {
     "warmup_epochs": ": at most epochs (and >= 0)",
     "size": ": at least 8 pixels",
 }
+# What a model's clips need from the loader, by model name (darknb.data cannot see darknb.models).
+# crop="auto": the R(2+1)D models at the paper's size train with MultiScaleCrop as DarkLight and
+# LateTemporalModeling3DCNN did; every other model (the ViTs, the CPU demo's) with scale jitter.
+MULTISCALE_CROP_MODELS = ("r2plus1d_bert", "r2plus1d_34_bert", "two_stream_r2plus1d_34_bert")
+# DarkLight's two-stream models at the paper's size get their gamma view (gamma 1.8, its README)
+# from the loader: the uint8 lookup table on native frames before the resize, as DarkLight's
+# loader makes it. The CPU demo's two_stream_bert_tiny makes it in the model, from the resized clip.
+LIGHT_VIEW_MODELS = {"two_stream_r2plus1d_34_bert": 1.8, "two_stream_bert": 1.8}
 
 
 def parse_views(views: str) -> tuple[int, int]:

@@ -23,12 +23,13 @@ from darknb.data.framecache import (
     prepare_dataset,
 )
 from darknb.data.lists import shared_entries
+from darknb.data.sampling import gamma_lut
 from darknb.data.synthetic import make_synthetic_dark, stored_spec, synthetic_is_current
 from darknb.errors import ConfigError, DatasetError
 from darknb.files import read_json, require_writable, write_json
 
 __all__ = ["Splits", "adopt_moved_cache", "build_datasets", "check_disjoint", "ensure_dataset",
-           "prepare_cache", "split_sizes"]
+           "ensure_light_cache", "light_cache_dir", "prepare_cache", "split_sizes"]
 
 
 def adopt_moved_cache(cache_dir: str | os.PathLike | None, data_root: str | os.PathLike) -> bool:
@@ -136,14 +137,17 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos:
     index-tagged. Validation: see :func:`darknb.data.datasets.build_dataset` (own list, or a group
     holdout of train). A video in two of them is refused (:func:`check_disjoint`), and a list
     naming a video twice (:func:`darknb.data.lists.read_list`). With ``on_error="skip"`` every
-    video is probed here (``check_videos=False``: not yet)."""
+    video is probed here (``check_videos=False``: not yet). Training crops follow
+    ``cfg.train_crop``; a model of two views (``cfg.light_gamma``: DarkLight's) gets clips carrying
+    both (:meth:`VideoListDataset.add_light_view`, the light cache made here when missing)."""
     common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
                   on_error=cfg.on_error, return_index=True, cache_dir=cfg.frame_cache,
                   val_fraction=cfg.val_fraction)
     adopt_moved_cache(cfg.frame_cache, cfg.data_root)
     if cfg.dataset in ("arid", "arid1.5"):
         common["split"] = cfg.split
-    train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling, **common)
+    train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling,
+                          **({"crop": cfg.train_crop} if train_sampling else {}), **common)
     has_val = cfg.val_fraction > 0 or dataset_class(cfg.dataset).own_val_list(cfg.data_root)
     val = build_dataset(cfg.dataset, cfg.data_root, "val", train=False, **common) if has_val else None
     test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
@@ -154,7 +158,59 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos:
         for dataset in (train, val, test):
             if dataset is not None:
                 dataset.check()
-    return Splits(train, val, test)
+    splits = Splits(train, val, test)
+    if cfg.light_gamma is not None:
+        light = ensure_light_cache(cfg, splits) if cfg.frame_cache is not None else None
+        for dataset in splits.present():
+            dataset.add_light_view(cfg.light_gamma, light)
+    return splits
+
+
+def light_cache_dir(cfg: RunConfig) -> Path:
+    """Where the gamma view of ``cfg``'s frame cache lives: beside it, ``<cache>-gamma<g>``
+    (``data/cache/ARID`` -> ``data/cache/ARID-gamma1.8``). A lookup table has no weights, so
+    unlike the teacher's enhanced cache it is shared by every run on that data."""
+    cache = cfg.frame_cache
+    if cache is None or cfg.light_gamma is None:
+        raise ConfigError(f"light_cache_dir: model {cfg.model!r} with cache_dir={cfg.cache_dir!r} "
+                          "has no gamma-view cache")
+    return cache.with_name(f"{cache.name}-gamma{cfg.light_gamma:g}")
+
+
+class _GammaLUT:
+    """DarkLight's gamma lookup table as a frame-cache transform (uint8 frames -> uint8 frames)."""
+
+    def __init__(self, gamma: float):
+        self.gamma, self.table = float(gamma), gamma_lut(gamma)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return self.table[frames]
+
+
+def ensure_light_cache(cfg: RunConfig, splits: Splits) -> Path:
+    """The gamma view of ``cfg``'s frame cache (:func:`light_cache_dir`), written when missing or
+    incomplete: every native frame through DarkLight's lookup table, then resized exactly as the
+    raw cache (:func:`darknb.data.framecache.prepare_dataset` with a transform), so a clip's gamma
+    view is the LUT applied before the resize, as DarkLight's loader does. Resumable; a cache made
+    with another table is refused (its ``transform.json``). The synthetic set's native frames are
+    its raw cache's."""
+    raw = cfg.frame_cache / CACHE_MANIFEST
+    if not raw.is_file():
+        raise ConfigError(f"the gamma view is resized as the raw cache, and {cfg.frame_cache} holds "
+                          "none yet: prepare the raw cache first (ensure_dataset)")
+    out = light_cache_dir(cfg)
+    marker = out / CACHE_MANIFEST
+    rels = {rel for ds in splits.present() for rel, _ in ds.samples}
+    if marker.is_file() and rels <= set(read_json(marker).get("videos", {})):
+        return out
+    lut = _GammaLUT(cfg.light_gamma)
+    signature = {"transform": "darklight_gamma_lut", "gamma": lut.gamma,
+                 "table": "uint8(((i / 255) ** (1 / gamma)) * 255)"}
+    lists = sorted({ds.list_file for ds in splits.present()})
+    prepare_dataset(cfg.data_root, lists, out, short_side=read_json(raw)["short_side"],
+                    on_error=cfg.on_error, transform=lut, signature=signature,
+                    source_cache=cfg.frame_cache if cfg.dataset == "synthetic" else None)
+    return out
 
 
 def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,

@@ -23,7 +23,13 @@ from torch import nn
 
 from darknb.config import RunConfig, parse_views
 from darknb.data.loader import ClipTransform, collate_raw
-from darknb.data.sampling import crop_box, default_resize_short, make_raw_clip, sample_frame_indices
+from darknb.data.sampling import (
+    crop_box,
+    default_resize_short,
+    make_raw_clip,
+    sample_frame_indices,
+    with_light_view,
+)
 from darknb.data.video import probe, read_frames
 from darknb.engine.build import build_classifier
 from darknb.engine.checkpoint import load_checkpoint, load_final_state
@@ -61,12 +67,14 @@ class Classifier:
         where = {f: k for k, f in enumerate(wanted)}
         items = []
         for k, idx in enumerate(per_clip):
-            clip = frames[[where[int(i)] for i in idx]]
+            clip, streams = frames[[where[int(i)] for i in idx]], 1
+            if cfg.light_gamma is not None:  # DarkLight's gamma view: its table on native frames
+                clip, streams = with_light_view(clip, cfg.light_gamma), 2
             for c in range(crops):
                 box = crop_box(*clip.shape[1:3], size=cfg.size, resize_short=default_resize_short(cfg.size),
                                train=False, multiscale=False, rng=None, crop=c, crops=crops)
                 items.append(make_raw_clip(clip, box, flip=False, label=0, index=0,
-                                           view=k * crops + c))
+                                           view=k * crops + c, streams=streams))
         read_seconds = time.perf_counter() - start
         batch = collate_raw(items).to(self.device)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"

@@ -214,21 +214,36 @@ BASELINES = {
 
 # What each registered classifier is, for rows that must say which backbone, depth and temporal
 # head produced them. BERT5 = LateTemporalModeling3DCNN's head (key mask keep 0.8); DarkLight's
-# ``self_attention`` is the same head without key masking (mask_prob=1).
+# ``self_attention`` is the same head without key masking (mask_prob=1). ``statistics``: the input
+# normalisation of input_norm="backbone"; ``crop``: the training crop of crop="auto" (darknb.config:
+# MultiScaleCrop = DarkLight's / LateTemporalModeling's 13 fixed positions, scales 1-.66).
 BERT5 = "BERT5 (1 layer, 8 heads, key mask keep 0.8)"
 DARKLIGHT_BERT = "DarkLight self_attention (BERT5, no key masking)"
+_JITTER = "scale jitter (MultiScaleCrop's scales, random position)"
+_MULTISCALE = "MultiScaleCrop (13 fixed positions, scales 1, .875, .75, .66)"
+_TWO_VIEWS = "2: raw + gamma 1.8, one shared backbone"
 MODEL_CARDS = {
-    "vit_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=BERT5, views="1"),
-    "vit_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3, temporal_head=BERT5, views="1"),
-    "r2plus1d_bert": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1"),
-    "r2plus1d_bert_tiny": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1"),
-    "r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=BERT5, views="1"),
-    "two_stream_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=DARKLIGHT_BERT,
-                            views="2: raw + gamma 1.8, one shared backbone"),
+    "vit_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=BERT5, views="1",
+                     statistics="the backbone's (timm's for hub weights)", crop=_JITTER),
+    "vit_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3, temporal_head=BERT5, views="1",
+                          statistics="the pre-training set's", crop=_JITTER),
+    "r2plus1d_bert": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1",
+                          statistics="Kinetics-400 (LateTemporalModeling's)", crop=_MULTISCALE),
+    "r2plus1d_bert_tiny": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1",
+                               statistics="per clip", crop=_JITTER),
+    "r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=BERT5, views="1",
+                             statistics="Kinetics-400 (LateTemporalModeling's)", crop=_MULTISCALE),
+    "two_stream_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=DARKLIGHT_BERT, views=_TWO_VIEWS,
+                            statistics="the backbone's, both views", crop=_JITTER,
+                            gamma_view="uint8 table on native frames, before the resize (loader)"),
     "two_stream_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3,
-                                 temporal_head=DARKLIGHT_BERT, views="2: raw + gamma 1.8, one shared backbone"),
+                                 temporal_head=DARKLIGHT_BERT, views=_TWO_VIEWS,
+                                 statistics="the pre-training set's, both views", crop=_JITTER,
+                                 gamma_view="x ** (1 / 1.8) on the resized clip (in the model)"),
     "two_stream_r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=DARKLIGHT_BERT,
-                                        views="2: raw + gamma 1.8, one shared backbone"),
+                                        views=_TWO_VIEWS, statistics="ImageNet, both views (DarkLight's)",
+                                        crop=_MULTISCALE,
+                                        gamma_view="uint8 table on native frames, before the resize (loader)"),
 }
 _PAPER_SIZE = {"vit_bert_tiny": "vit_bert", "r2plus1d_bert_tiny": "r2plus1d_bert",
                "two_stream_bert_tiny": "two_stream_bert"}  # the same network at the paper's size
@@ -262,7 +277,9 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
     """Train ``BASELINES[cfg.model]`` on the same data and optimiser as the student.
 
     ``r2plus1d_epochs`` (default ``cfg.epochs``) shortens only the R(2+1)D runs: R(2+1)D-18 with
-    34 M parameters costs ~30x a tiny ViT step on CPU. Each predictions file records the model,
+    34 M parameters costs ~30x a tiny ViT step on CPU. Each baseline trains on its own clips
+    (``crop="auto"``: MultiScaleCrop for the paper-size R(2+1)D models; DarkLight's gamma view from
+    the loader, see ``MODEL_CARDS``). Each predictions file records the model,
     its pre-training and its epochs (what :func:`comparison_table` names the row by).
     """
     if cfg.model not in BASELINES:
@@ -273,9 +290,12 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
         r2plus1d = MODEL_CARDS[model_name]["backbone"].startswith("R(2+1)D")
         epochs = (r2plus1d_epochs or cfg.epochs) if r2plus1d else cfg.epochs
         run_cfg = baseline_config(cfg, model_name).replace(epochs=epochs)
-        model = build_classifier(run_cfg, len(splits.train.classes))
+        # the model's own clips where they differ: its training crop, its gamma view (DarkLight)
+        own = (splits if (run_cfg.train_crop, run_cfg.light_gamma) == (cfg.train_crop, cfg.light_gamma)
+               else build_datasets(run_cfg))
+        model = build_classifier(run_cfg, len(own.train.classes))
         info = getattr(model, "pretrained_info", None)
-        results[name] = fit(model, splits, run_cfg, name=name, progress=progress)
+        results[name] = fit(model, own, run_cfg, name=name, progress=progress)
         write_json({**results[name]["metrics"], "epochs": epochs, "model": model_name,
                     "pretrained": run_cfg.pretrained, "pretrained_info": info,
                     "config": run_cfg.to_dict(), "fingerprint": results[name]["fingerprint"],
