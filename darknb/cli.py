@@ -67,8 +67,12 @@ def main(argv=None) -> int:
     synth.add_argument("--seed", type=int, default=0)
 
     prep = sub.add_parser("prepare", help="decode a dataset's train+test videos once into a frame cache")
-    prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48")
-    prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/)")
+    prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48 | folder")
+    prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/; folder: "
+                                                    "<root>/<Class>/<video>)")
+    for subset in ("train", "test", "val"):
+        prep.add_argument(f"--{subset}-list", default="",
+                          help=f"the {subset} list file instead of the dataset's own")
     prep.add_argument("--cache-dir", default="auto", help="default auto: <root's parent>/cache/<root's name>")
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
@@ -133,7 +137,8 @@ def main(argv=None) -> int:
             from darknb.data.splits import prepare_cache
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
-                            split=args.split, on_error=args.on_error)
+                            split=args.split, on_error=args.on_error, train_list=args.train_list,
+                            test_list=args.test_list, val_list=args.val_list)
             report = prepare_cache(cfg, short_side=args.short_side, progress=True)
             print(f"[darknb] cache in {cfg.frame_cache}: {report['written']} written, "
                   f"{report['reused']} reused, {len(report['failed'])} failed "

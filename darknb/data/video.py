@@ -520,11 +520,6 @@ def _read_pyav(path: Path, key: tuple, unique: list[int], transform: FrameTransf
     return "pyav-sequential", _read_pyav_sequential(path, unique, unique[-1], transform)
 
 
-# Frames per decord get_batch when each is transformed on arrival: a bounded number of
-# full-size frames in memory at once, whatever the number asked for
-_DECORD_CHUNK = 8
-
-
 def _read_decord(path: Path, unique: list[int], sequential: bool,
                  transform: FrameTransform | None = None) -> dict[int, np.ndarray]:
     decord = _import_decord()
@@ -539,15 +534,10 @@ def _read_decord(path: Path, unique: list[int], sequential: bool,
                 # Contiguous 0..max decodes forward without seeking: exact where seeks are not.
                 batch = vr.get_batch(list(range(0, unique[-1] + 1))).asnumpy()
                 frames = {i: batch[i] if transform is None else transform(batch[i]) for i in unique}
-            elif transform is None:
+            else:
                 batch = vr.get_batch(unique).asnumpy()
-                frames = {i: batch[k] for k, i in enumerate(unique)}
-            else:  # random access is exact here: a few frames at a time, transformed at once
-                frames = {}
-                for at in range(0, len(unique), _DECORD_CHUNK):
-                    part = unique[at:at + _DECORD_CHUNK]
-                    batch = vr.get_batch(part).asnumpy()
-                    frames.update((i, transform(batch[k])) for k, i in enumerate(part))
+                frames = {i: batch[k] if transform is None else transform(batch[k])
+                          for k, i in enumerate(unique)}
         finally:
             del vr
     except VideoReadError:
@@ -569,7 +559,11 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
 
     ``transform``: a function of one decoded frame ``(H, W, 3)`` uint8 to another (e.g. a resize),
     applied as each frame arrives, so that only transformed frames are kept (inference on long
-    HD videos: :mod:`darknb.engine.inference`); the result stacks its outputs.
+    HD videos: :mod:`darknb.engine.inference`); the result stacks its outputs. Such a read goes
+    through PyAV (verified seeks) even where decord is exact (``backend=None``): decord's random
+    access raised the peak memory by 0.5-0.7 GB for 80 frames of a 3,000-frame 720p H.264 video,
+    PyAV's seeks by 30 MB for the same frames (measured, benchmarks/bench_predict.py), and the
+    per-file seek index is already there (:func:`probe` built it).
     """
     global last_backend
     if backend not in (None, "decord", "pyav"):
@@ -589,7 +583,8 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
     if backend == "pyav":
         used = "pyav-sequential"
         frames = _read_pyav_sequential(path, unique, unique[-1], transform)
-    elif backend is None and (not info.decord_exact or _import_decord() is None):
+    elif backend is None and (not info.decord_exact or _import_decord() is None
+                              or transform is not None):
         used, frames = _read_pyav(path, key, unique, transform)
     else:
         sequential = not info.decord_exact
