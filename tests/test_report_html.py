@@ -13,7 +13,7 @@ from darknb.pipeline import NOTEBOOKS
 pytestmark = pytest.mark.slow
 
 REPRS = ("RunConfig(", "PosixPath(", "{'", "Classifier(", "<pandas.", "RunDir(")
-LONG_DECIMAL = re.compile(r"\d\.\d{5,}")
+LONG_DECIMAL = re.compile(r"(?<![\w.])[-+]?\d+\.\d{5,}(?![\w.])")  # a number, not an arXiv id
 
 
 def _outputs(html: str):
