@@ -17,6 +17,20 @@ import sys
 from darknb.errors import DarknbError
 
 
+# What `darknb --help` says (plain text: the module docstring above is for the API docs)
+DESCRIPTION = """\
+darknb: action recognition in dark videos with knowledge distillation (DL-KDD).
+
+Relative paths (--root, --cache-dir, --set data_root=...) are relative to the project folder
+(the darknb checkout), whatever the current folder.
+
+examples:
+  darknb run                                    the demo: notebooks 00-05 into reports/demo/
+  darknb run --run mine --set dataset=folder --set data_root=data/myclips
+  darknb predict clip.mp4 --checkpoint reports/demo/student_s0.ckpt
+"""
+
+
 def _parse_value(text: str):
     """``--set lr=1e-3`` → 0.001; strings that are not Python literals stay strings."""
     try:
@@ -36,7 +50,8 @@ def _parse_sets(pairs) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="darknb", description=__doc__)
+    parser = argparse.ArgumentParser(prog="darknb", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the report notebooks into reports/<run>/")
@@ -57,8 +72,12 @@ def main(argv=None) -> int:
     synth.add_argument("--seed", type=int, default=0)
 
     prep = sub.add_parser("prepare", help="decode a dataset's train+test videos once into a frame cache")
-    prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48")
-    prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/)")
+    prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48 | folder")
+    prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/; folder: "
+                                                    "<root>/<Class>/<video>)")
+    for subset in ("train", "test", "val"):
+        prep.add_argument(f"--{subset}-list", default="",
+                          help=f"the {subset} list file instead of the dataset's own")
     prep.add_argument("--cache-dir", default="auto", help="default auto: <root's parent>/cache/<root's name>")
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
@@ -85,7 +104,9 @@ def main(argv=None) -> int:
 
     pred = sub.add_parser("predict", help="classify videos with a trained checkpoint (top-5 classes)")
     pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (MP4, AVI, ...)")
-    pred.add_argument("--checkpoint", required=True, help="e.g. reports/<run>/student.ckpt")
+    pred.add_argument("--checkpoint", required=True,
+                      help="a run's final checkpoint: reports/<run>/student_s<N>.ckpt (raw input) "
+                           "or reports/<run>/teacher_s<N>.ckpt (enhancer + classifier)")
     pred.add_argument("--protocol", default="1x1", help="views, clips x crops: 1x1 (centre) | 10x3 ...")
     pred.add_argument("--top-k", type=int, default=5)
     pred.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: GPU if any)")
@@ -98,7 +119,7 @@ def main(argv=None) -> int:
     readme.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 when the README is out of date")
 
-    sub.add_parser("models", help="list registered models")
+    sub.add_parser("models", help="list the registered models (name and what it is)")
 
     args = parser.parse_args(argv)
     try:
@@ -122,7 +143,8 @@ def main(argv=None) -> int:
             from darknb.data.splits import prepare_cache
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
-                            split=args.split, on_error=args.on_error)
+                            split=args.split, on_error=args.on_error, train_list=args.train_list,
+                            test_list=args.test_list, val_list=args.val_list)
             report = prepare_cache(cfg, short_side=args.short_side, progress=True)
             print(f"[darknb] cache in {cfg.frame_cache}: {report['written']} written, "
                   f"{report['reused']} reused, {len(report['failed'])} failed "
@@ -204,9 +226,10 @@ def main(argv=None) -> int:
             print(block)
             print(f"[darknb] {readme_path} {'updated' if changed else 'already up to date'} from {summary}")
         elif args.command == "models":
-            from darknb.models.classifiers import list_models
+            from darknb.models.names import MODEL_NAMES  # a static list: no torch to list names
 
-            print("\n".join(list_models()))
+            width = max(map(len, MODEL_NAMES))
+            print("\n".join(f"{name:<{width}}  {what}" for name, what in MODEL_NAMES.items()))
     except DarknbError as err:
         print(f"darknb: error: {err}", file=sys.stderr)
         return 2

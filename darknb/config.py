@@ -4,8 +4,9 @@ Notebooks hold flat, typed literals in a cell tagged ``parameters`` (papermill o
 next cell calls :func:`validate_notebook_params`, which rejects unknown or mistyped parameters —
 papermill itself only logs unknown ones — and :meth:`RunConfig.from_params` builds the config.
 
-Relative paths, one rule everywhere: a relative ``data_root``, ``cache_dir``, ``output_dir``,
-``enhancer_checkpoint`` or ``pretrained`` path is relative to the project folder
+Relative paths, one rule everywhere: a relative ``data_root``, ``train_list`` / ``test_list`` /
+``val_list``, ``cache_dir``, ``output_dir``, ``enhancer_checkpoint`` or ``pretrained`` path is
+relative to the project folder
 (:func:`project_root`: the darknb checkout, the folder holding ``notebooks/``), whatever the
 current folder: ``python -m darknb run``, ``train`` and ``prepare`` from anywhere, and a notebook
 opened in JupyterLab from ``notebooks/``, all read ``<project>/data/...`` and write
@@ -29,7 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 # RunConfig fields holding paths, with the values that are keywords, not paths ("" = none)
-PATH_FIELDS = {"data_root": ("",), "cache_dir": ("", "auto"), "output_dir": ("",),
+PATH_FIELDS = {"data_root": ("",), "train_list": ("",), "test_list": ("",), "val_list": ("",),
+               "cache_dir": ("", "auto"), "output_dir": ("",),
                "enhancer_checkpoint": ("",), "pretrained": ("", "hub", "pretrain"),
                "enhanced_cache_dir": ("",), "baseline_pretrained": ("",)}
 
@@ -76,9 +78,14 @@ class RunConfig:
     """
 
     # data
-    dataset: str = "synthetic"          # synthetic | arid | arid1.5 | arid1.1 | dark48
+    dataset: str = "synthetic"          # synthetic | arid | arid1.5 | arid1.1 | dark48 | folder
     data_root: str = "data/synthetic"
     split: int = 1
+    # list files replacing the dataset's own (ARID's TAB lines or `path label` lines, paths
+    # relative to data_root); "" = the dataset's own (a folder without lists: a split of its own)
+    train_list: str = ""
+    test_list: str = ""
+    val_list: str = ""                  # "" = the dataset's own, else val_fraction of train's groups
     num_frames: int = 8                 # T: frames per clip
     size: int = 32                      # H = W of the network input
     # uniform: a synthetic motion spans the whole 40-frame video; consecutive is DarkLight's

@@ -292,6 +292,12 @@ class RunDir:
         return self.root / "enhanced_cache"
 
     @property
+    def lists(self) -> Path:
+        """The split a run made of a folder of videos (``dataset="folder"`` without lists):
+        ``folder_train.txt``, ``folder_test.txt``, ``classes.txt``."""
+        return self.root / "lists"
+
+    @property
     def summary(self) -> Path:
         return self.root / self.SUMMARY
 

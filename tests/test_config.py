@@ -101,6 +101,6 @@ def test_registries_list_what_they_build():
     from darknb.models.classifiers import list_models
     from darknb.models.enhancers import list_enhancers
 
-    assert {"synthetic", "synthetic_lit", "arid", "arid1.5", "arid1.1", "dark48"} == set(list_datasets())
+    assert {"synthetic", "synthetic_lit", "arid", "arid1.5", "arid1.1", "dark48", "folder"} == set(list_datasets())
     assert {"zerodce", "zerodce++", "gamma", "none"} == set(list_enhancers())
     assert {"vit_bert", "vit_bert_tiny"} <= set(list_models())

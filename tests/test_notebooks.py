@@ -7,16 +7,16 @@ import pytest
 from darknb.errors import ConfigError
 from darknb.pipeline import NOTEBOOKS, run_pipeline
 
-TINY = dict(num_frames=4, size=32, epochs=2, batch_size=4, enhancer_fit_steps=5, seeds=[0, 1],
-            pretrain_epochs=1, max_frames=8, betas=[0.0, 1.0, 2.0], temperatures=[4.0],
-            ablation_seeds=2, n_boot=200, run_latency_repeats=1, paper_latency_repeats=0,
-            save_every=1)
+try:
+    from conftest import TINY_RUN as TINY
+except ImportError:  # tests/ imported as a package
+    from tests.conftest import TINY_RUN as TINY
 
 
 @pytest.mark.slow
-def test_pipeline_runs_every_notebook_and_writes_the_reports(tiny_synthetic, tmp_path):
+def test_pipeline_runs_every_notebook_and_writes_the_reports(tiny_synthetic, tiny_run):
     params = dict(TINY, data_root=str(tiny_synthetic))
-    out = run_pipeline("tiny", preset=None, params=params, reports_dir=tmp_path / "reports")
+    out = tiny_run
     for nb in NOTEBOOKS:
         executed = json.loads((out / f"{nb}.ipynb").read_text())
         errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -71,7 +71,7 @@ def test_pipeline_runs_every_notebook_and_writes_the_reports(tiny_synthetic, tmp
     assert (out / "pretrained_backbone.pth").is_file() and (out / "pretrained_backbone.json").is_file()
     # a second run resumes: every checkpoint is complete, nothing is retrained
     before = {p.name: p.stat().st_mtime for p in out.glob("*.ckpt")}
-    run_pipeline("tiny", preset=None, params=params, reports_dir=tmp_path / "reports",
+    run_pipeline("tiny", preset=None, params=params, reports_dir=out.parent,
                  notebooks=["02_teacher"], html=False)
     assert {p.name: p.stat().st_mtime for p in out.glob("*.ckpt")}["teacher_s0.ckpt"] == before["teacher_s0.ckpt"]
 
@@ -93,3 +93,41 @@ def test_a_notebook_rejects_a_mistyped_injected_parameter(tiny_synthetic, tmp_pa
     with pytest.raises(pm.PapermillExecutionError, match="unknown parameter.*'lrate'"):
         pm.execute_notebook(str(NOTEBOOK_DIR / "03_student.ipynb"), str(tmp_path / "out2.ipynb"),
                             parameters={"lrate": 0.1}, progress_bar=False)
+
+
+@pytest.mark.slow
+def test_your_own_videos_in_three_commands(tmp_path, capsys):
+    """README "Your own videos": a folder of clips, one folder per class -> prepare -> run (every
+    notebook, a split made once in the run folder) -> predict a clip with the run's student."""
+    import numpy as np
+
+    from darknb.cli import main
+    from darknb.data.video import write_video
+
+    clips = tmp_path / "myclips"
+    rng = np.random.default_rng(0)
+    for y, name in enumerate(("Jump", "Push", "Wave")):
+        for group in range(4):
+            for k in range(2):
+                frames = (rng.random((10, 36, 48, 3)) * 30).astype(np.uint8)
+                for t in range(10):  # a dim square moving right, at a height of its class
+                    frames[t, 4 + 8 * y:12 + 8 * y, 2 * t + k:2 * t + k + 8] += 90
+                write_video(clips / name / f"actor{group}_{k}.mp4", frames)
+    assert main(["prepare", "--dataset", "folder", "--root", str(clips)]) == 0
+    sets = dict(TINY, dataset="folder", data_root=str(clips), pretrained="",
+                run_clip_norm_control=False, betas=[])
+    args = ["run", "--run", "myclips", "--reports-dir", str(tmp_path / "reports"), "--preset", "none"]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"]
+    assert main(args) == 0
+    out = tmp_path / "reports" / "myclips"
+    assert sorted(p.name for p in (out / "lists").iterdir()) == ["classes.txt", "folder_test.txt",
+                                                                 "folder_train.txt"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["splits"]["test"] == 6 and summary["splits"]["scene_disjoint"]
+    assert all((out / f"{nb}.html").is_file() for nb in NOTEBOOKS)
+    capsys.readouterr()
+    assert main(["predict", str(clips / "Wave" / "actor0_0.mp4"),
+                 "--checkpoint", str(out / "student_s0.ckpt")]) == 0
+    printed = capsys.readouterr().out
+    assert {"Jump", "Push", "Wave"} <= set(printed.split())

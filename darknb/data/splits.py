@@ -8,6 +8,7 @@ Stage functions take the :class:`Splits` a caller built; they do not rebuild the
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from darknb.config import RunConfig, default_cache_dir
 from darknb.data.dataset import VideoListDataset
-from darknb.data.datasets import build_dataset, dataset_class
+from darknb.data.datasets import build_dataset, dataset_class, write_folder_index
 from darknb.data.framecache import (
     CACHE_MANIFEST,
     TRANSFORM_MANIFEST,
@@ -26,7 +27,7 @@ from darknb.data.lists import shared_entries
 from darknb.data.sampling import gamma_lut
 from darknb.data.synthetic import make_synthetic_dark, stored_spec, synthetic_is_current
 from darknb.errors import ConfigError, DatasetError
-from darknb.files import read_json, require_writable, write_json
+from darknb.files import RunDir, read_json, require_writable, write_json
 
 __all__ = ["Splits", "adopt_moved_cache", "build_datasets", "check_disjoint", "ensure_dataset",
            "ensure_light_cache", "light_cache_dir", "prepare_cache", "split_sizes"]
@@ -142,13 +143,17 @@ def build_datasets(cfg: RunConfig, *, train_sampling: bool = True, check_videos:
     both (:meth:`VideoListDataset.add_light_view`, the light cache made here when missing)."""
     common = dict(num_frames=cfg.num_frames, size=cfg.size, sampling=cfg.sampling, seed=cfg.seed,
                   on_error=cfg.on_error, return_index=True, cache_dir=cfg.frame_cache,
-                  val_fraction=cfg.val_fraction)
+                  val_fraction=cfg.val_fraction,
+                  lists={"train": cfg.train_list, "test": cfg.test_list, "val": cfg.val_list})
     adopt_moved_cache(cfg.frame_cache, cfg.data_root)
     if cfg.dataset in ("arid", "arid1.5"):
         common["split"] = cfg.split
+    if cfg.dataset == "folder":  # without lists, the run's own split (made once, in the run folder)
+        common["split_dir"] = RunDir(cfg.output_dir).lists
     train = build_dataset(cfg.dataset, cfg.data_root, "train", train=train_sampling,
                           **({"crop": cfg.train_crop} if train_sampling else {}), **common)
-    has_val = cfg.val_fraction > 0 or dataset_class(cfg.dataset).own_val_list(cfg.data_root)
+    has_val = (cfg.val_fraction > 0 or bool(cfg.val_list)
+               or dataset_class(cfg.dataset).own_val_list(cfg.data_root))
     val = build_dataset(cfg.dataset, cfg.data_root, "val", train=False, **common) if has_val else None
     test = build_dataset(cfg.dataset, cfg.data_root, "test", train=False, **common)
     check_disjoint(Splits(train, val, test))
@@ -233,6 +238,13 @@ def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
     # the list files only: prepare_dataset meets (and, under "skip", records) every bad video itself;
     # a validation holdout is part of the training list. A transformed cache reads them through the
     # raw cache (the synthetic set's clips are mostly only there)
+    if transform is None and cfg.dataset == "folder" and not (cfg.train_list and cfg.test_list):
+        # no split before a run makes one (in its folder): every video of the folder
+        with tempfile.TemporaryDirectory() as tmp:
+            lists = [write_folder_index(cfg.data_root, Path(tmp) / "videos.txt")]
+            return prepare_dataset(cfg.data_root, lists, cfg.frame_cache,
+                                   short_side=short_side or 128, on_error=cfg.on_error,
+                                   progress=progress)
     splits = build_datasets(cfg.replace(val_fraction=0.0) if transform is not None
                             else cfg.replace(cache_dir="", val_fraction=0.0), check_videos=False)
     lists = sorted({ds.list_file for ds in splits.present()})
