@@ -34,11 +34,16 @@ PATH_FIELDS = {"data_root": ("",), "cache_dir": ("", "auto"), "output_dir": ("",
                "enhanced_cache_dir": ("",), "baseline_pretrained": ("",)}
 
 
-def default_cache_dir(data_root: str | Path) -> Path:
+# Frame cache formats (darknb.data.framecache.FORMATS): npy raw, zstd / png lossless, jpeg lossy
+CACHE_FORMATS = ("npy", "zstd", "png", "jpeg")
+
+
+def default_cache_dir(data_root: str | Path, cache_format: str = "npy") -> Path:
     """``cache_dir="auto"``: beside the dataset, ``<parent>/cache/<name>`` (``data/ARID`` ->
-    ``data/cache/ARID``), so every dataset root gets its own cache."""
+    ``data/cache/ARID``), so every dataset root gets its own cache; a format other than ``npy``
+    gets its own too (``data/cache/ARID.zstd``)."""
     root = Path(data_root)
-    return root.parent / "cache" / root.name
+    return root.parent / "cache" / (root.name if cache_format == "npy" else f"{root.name}.{cache_format}")
 
 
 def project_root() -> Path:
@@ -77,6 +82,10 @@ class RunConfig:
     sampling: str = "uniform"           # consecutive (DarkLight) | uniform
     num_workers: int = 0
     cache_dir: str = "auto"             # frame cache, made when missing: auto = <data_root's parent>/cache/<name>; "" = decode videos
+    # the frame cache's format (README, "Cache"): npy = raw uint8, the fastest on small clips (the
+    # demo); zstd = lossless, ~2.3x smaller, the choice for ARID-size data; png = lossless, smaller,
+    # slower; jpeg = LOSSY quality 95 (DarkLight's frames), ~14x smaller, said in the provenance
+    cache_format: str = "npy"           # npy | zstd | png | jpeg
     on_error: str = "raise"             # raise | skip (skipped videos are counted in the report)
     # validation (epoch / checkpoint selection): the dataset's own val list where it has one, else
     # this fraction of the training list's groups held out (never the test list)
@@ -151,6 +160,7 @@ class RunConfig:
             "teacher_input": self.teacher_input in ("online", "enhanced_cache"),
             "sampling": self.sampling in ("consecutive", "uniform"),
             "on_error": self.on_error in ("raise", "skip"),
+            "cache_format": self.cache_format in CACHE_FORMATS,
             "input_norm": self.input_norm in ("backbone", "clip"),
             "mixed_precision": self.mixed_precision in ("auto", "no", "fp16", "bf16"),
             "lr_schedule": self.lr_schedule in ("constant", "cosine"),
@@ -177,14 +187,20 @@ class RunConfig:
         """The frame cache folder (``cache_dir``, with "auto" resolved), None for no cache."""
         if not self.cache_dir:
             return None
-        return default_cache_dir(self.data_root) if self.cache_dir == "auto" else Path(self.cache_dir)
+        if self.cache_dir == "auto":
+            return default_cache_dir(self.data_root, self.cache_format)
+        return Path(self.cache_dir)
 
     @property
     def enhanced_frame_cache(self) -> Path:
         """Where the teacher's enhanced frames live (``teacher_input="enhanced_cache"``):
         ``enhanced_cache_dir`` or the run's own folder (``<output_dir>/enhanced_cache``: a
-        zero-reference-fitted enhancer belongs to its run)."""
-        return Path(self.enhanced_cache_dir) if self.enhanced_cache_dir else RunDir(self.output_dir).enhanced_cache
+        zero-reference-fitted enhancer belongs to its run; a format other than npy adds its name:
+        ``enhanced_cache.zstd``)."""
+        if self.enhanced_cache_dir:
+            return Path(self.enhanced_cache_dir)
+        path = RunDir(self.output_dir).enhanced_cache
+        return path if self.cache_format == "npy" else path.with_name(f"{path.name}.{self.cache_format}")
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)

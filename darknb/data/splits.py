@@ -26,7 +26,8 @@ from darknb.data.synthetic import make_synthetic_dark, stored_spec, synthetic_is
 from darknb.errors import ConfigError
 from darknb.files import read_json
 
-__all__ = ["Splits", "build_datasets", "ensure_dataset", "prepare_cache", "split_sizes"]
+__all__ = ["Splits", "build_datasets", "ensure_dataset", "prepare_cache", "prepare_command",
+           "split_sizes"]
 
 
 def ensure_dataset(cfg: RunConfig) -> Path:
@@ -42,9 +43,10 @@ def ensure_dataset(cfg: RunConfig) -> Path:
         if cfg.frame_cache is None:
             raise ConfigError("the synthetic set lives in its frame cache: cache_dir must not be "
                               "empty (default 'auto')")
-        if not synthetic_is_current(root, cfg.frame_cache):
+        if not synthetic_is_current(root, cfg.frame_cache, cfg.cache_format):
             # a set already in root keeps its spec (its cache is rendered again, identically)
-            make_synthetic_dark(root, cache_dir=cfg.frame_cache, spec=stored_spec(root))
+            make_synthetic_dark(root, cache_dir=cfg.frame_cache, spec=stored_spec(root),
+                                cache_format=cfg.cache_format)
         return root
     if not root.is_dir():
         raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
@@ -105,8 +107,10 @@ def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
                   transform: Callable[[np.ndarray], np.ndarray] | None = None,
                   signature: dict | None = None,
                   cache_dir: str | os.PathLike | None = None) -> dict:
-    """Decode ``cfg``'s train, val and test videos once into its frame cache (uint8 frames).
-    ``cfg.on_error`` applies (``"skip"``: bad videos are listed in the result's ``failed``).
+    """Decode ``cfg``'s train, val and test videos once into its frame cache (uint8 frames in
+    ``cfg.cache_format``), re-decoding every cached file that fails its checksum or whose video
+    changed (the result's ``redecoded``). ``cfg.on_error`` applies (``"skip"``: bad videos are
+    listed in the result's ``failed``).
 
     With ``transform`` (and its ``signature``): a TRANSFORMED cache in ``cache_dir`` (default
     ``cfg.enhanced_frame_cache``), the frames transformed at native resolution, then resized as
@@ -131,12 +135,23 @@ def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
         return prepare_dataset(cfg.data_root, lists, cache_dir or cfg.enhanced_frame_cache,
                                short_side=short_side or read_json(raw)["short_side"],
                                on_error=cfg.on_error, progress=progress, transform=transform,
-                               signature=signature, source_cache=source)
+                               signature=signature, source_cache=source,
+                               cache_format=cfg.cache_format,
+                               remedy="run the teacher stage again (it re-makes every enhanced "
+                                      "file that fails its checksum)")
     if cfg.dataset == "synthetic":
         raise ConfigError("the synthetic set renders its own frame cache: use ensure_dataset or "
                           "`python -m darknb synth`")
     return prepare_dataset(cfg.data_root, lists, cfg.frame_cache, short_side=short_side or 128,
-                           on_error=cfg.on_error, progress=progress)
+                           on_error=cfg.on_error, progress=progress, cache_format=cfg.cache_format,
+                           remedy=prepare_command(cfg))
+
+
+def prepare_command(cfg: RunConfig) -> str:
+    """The command that re-makes ``cfg``'s frame cache (a real dataset's), as the errors of a
+    damaged one name it (the synthetic set's cache names its own remedy)."""
+    return (f"run `python -m darknb prepare --dataset {cfg.dataset} --root {cfg.data_root} "
+            f"--cache-dir {cfg.frame_cache} --split {cfg.split} --format {cfg.cache_format}`")
 
 
 def split_sizes(splits: Splits) -> dict:
