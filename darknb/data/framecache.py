@@ -107,44 +107,28 @@ def _zstd_decode(chunks: list, shape: tuple) -> np.ndarray:
     return out
 
 
-def _chw(frame: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).contiguous()
+def _image_encode(fmt: str, **options) -> Callable[[np.ndarray], bytes]:
+    def encode(frame: np.ndarray) -> bytes:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(frame), "RGB").save(buf, format=fmt, **options)
+        return buf.getvalue()
+    return encode
 
 
-def _image_decode(decoder) -> Callable[[list, tuple], np.ndarray]:
-    def decode(chunks: list, shape: tuple) -> np.ndarray:
-        # torchvision's libjpeg-turbo / libpng: (3, h, w) each; a bytearray copy keeps torch from
-        # aliasing a read-only buffer
-        frames = [decoder(torch.frombuffer(bytearray(c), dtype=torch.uint8)) for c in chunks]
-        out = torch.stack(frames).permute(0, 2, 3, 1).contiguous().numpy()
-        if out.shape[1:] != tuple(shape):
-            raise ValueError(f"a frame decoded to {out.shape[1:]}, the header says {tuple(shape)}")
-        return out
-    return decode
+def _image_decode(chunks: list, shape: tuple) -> np.ndarray:
+    # Pillow (libjpeg-turbo, zlib): torchvision's image codecs are deprecated since 0.29
+    from PIL import Image
 
-
-def _png_encode(frame: np.ndarray) -> bytes:
-    from torchvision.io import encode_png
-
-    return encode_png(_chw(frame), compression_level=6).numpy().tobytes()
-
-
-def _jpeg_encode(frame: np.ndarray) -> bytes:
-    from torchvision.io import encode_jpeg
-
-    return encode_jpeg(_chw(frame), quality=JPEG_QUALITY).numpy().tobytes()
-
-
-def _png_decoder(data):
-    from torchvision.io import ImageReadMode, decode_png
-
-    return decode_png(data, mode=ImageReadMode.RGB)
-
-
-def _jpeg_decoder(data):
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    return decode_jpeg(data, mode=ImageReadMode.RGB)
+    out = np.empty((len(chunks), *shape), np.uint8)
+    for k, chunk in enumerate(chunks):
+        with Image.open(io.BytesIO(chunk)) as image:
+            frame = np.asarray(image.convert("RGB"))
+        if frame.shape != tuple(shape):
+            raise ValueError(f"a frame decoded to {frame.shape}, the header says {tuple(shape)}")
+        out[k] = frame
+    return out
 
 
 JPEG_QUALITY = 95  # DarkLight's frames: cv2.imwrite's default quality, 4:2:0 (libjpeg's default)
@@ -152,11 +136,11 @@ FORMATS: dict[str, CacheFormat] = {
     "npy": CacheFormat("npy", ".npy", True, {"name": "npy", "dtype": "uint8", "layout": "NHWC"}),
     "zstd": CacheFormat("zstd", ".zstd.frames", True, {"name": "zstd", "level": 3, "per": "frame"},
                         _zstd_encode, _zstd_decode),
-    "png": CacheFormat("png", ".png.frames", True, {"name": "png", "compression_level": 6},
-                       _png_encode, _image_decode(_png_decoder)),
+    "png": CacheFormat("png", ".png.frames", True, {"name": "png", "compress_level": 6},
+                       _image_encode("PNG", compress_level=6), _image_decode),
     "jpeg": CacheFormat("jpeg", ".jpeg.frames", False,
                         {"name": "jpeg", "quality": JPEG_QUALITY, "subsampling": "4:2:0"},
-                        _jpeg_encode, _image_decode(_jpeg_decoder)),
+                        _image_encode("JPEG", quality=JPEG_QUALITY, subsampling="4:2:0"), _image_decode),
 }
 assert tuple(FORMATS) == CACHE_FORMATS  # config validates cache_format by these names
 
