@@ -35,9 +35,10 @@ GB/s, against sha256's 1.8 and blake2b's 0.9: the check stays invisible next to 
 file; it guards against damage, not against an adversary). :class:`FrameCache` verifies a file
 the first time this process reads it (and again if its size or mtime changes), so a damaged,
 truncated or overwritten file is never served: it is a :class:`CacheError` naming the file, the
-video and the command that re-decodes it. The source video's size and mtime are compared at
-first read too (a stat): a video replaced under the same name is refused, not served from the
-old frames. :func:`prepare_dataset` re-verifies every file and re-decodes what no longer matches
+video and the command that re-decodes it. The source video is checked at first read too: its
+size and mtime (a stat), and its content checksum only when those changed: a video replaced under
+the same name is refused, not served from the old frames, while a touched or copied one is
+served. :func:`prepare_dataset` re-verifies every file and re-decodes what no longer matches
 (a damaged file, a replaced source: by content checksum, so a merely touched or copied video is
 reused).
 """
@@ -444,21 +445,24 @@ class FrameCache:
         return int(self.videos[rel]["frames"])
 
     def check_source(self, rel: str, root: Path) -> None:
-        """Refuse frames of a video that was replaced since it was cached (its size or mtime
-        changed); checked once per video per process (a stat). A video that is absent is not
-        checked: the cache may outlive its sources (the synthetic set keeps most clips only here)."""
+        """Refuse frames of a video that was replaced since it was cached; checked once per video
+        per process: its size and mtime (a stat) and, only when they changed, its content checksum
+        (a touched or copied video is still served). A video that is absent is not checked: the
+        cache may outlive its sources (the synthetic set keeps most clips only here)."""
         if rel in self._sources_checked:
             return
         then = self.videos[rel].get("source") or {}
         if "bytes" in then:
-            now = _source_identity(Path(root) / rel, content=False)
-            if now is not None and (now["bytes"], now["mtime_ns"]) != (then["bytes"], then["mtime_ns"]):
+            path = Path(root) / rel
+            now = _source_identity(path, content=False)
+            if now is not None and (now["bytes"], now["mtime_ns"]) != (then["bytes"], then["mtime_ns"]) \
+                    and file_checksum(path) != then.get("checksum"):
+                stamp = lambda ns: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))  # noqa: E731
                 raise CacheError(
-                    f"video {Path(root) / rel} changed since it was cached in {self.dir} (size "
-                    f"{then['bytes']} -> {now['bytes']} bytes, mtime "
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(then['mtime_ns'] / 1e9))} -> "
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now['mtime_ns'] / 1e9))}): "
-                    f"its cached frames are the old video's; {_remedy(self.manifest)} to re-decode it")
+                    f"video {path} changed since it was cached in {self.dir} (size {then['bytes']} "
+                    f"-> {now['bytes']} bytes, modified {stamp(then['mtime_ns'])} -> "
+                    f"{stamp(now['mtime_ns'])}, other content): its cached frames are the old "
+                    f"video's; {_remedy(self.manifest)} to re-decode it")
         self._sources_checked.add(rel)
 
     def read(self, rel: str, indices, root: Path | None = None) -> np.ndarray:
@@ -640,8 +644,11 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
     written = reused = 0
     extra = dict(transform=signature, remedy=remedy or old.get("remedy") or partial.get("remedy"))
 
-    def manifest(seconds: float) -> dict:
-        return cache_manifest(root=root_resolved, short_side=short_side, videos=videos,
+    def manifest(seconds: float, *, journal: bool = False) -> dict:
+        # the journal also keeps the entries not reached yet: the next run verifies them again
+        # instead of decoding them again
+        held = {**{r: e for r, e in known.items() if r not in failed}, **videos} if journal else videos
+        return cache_manifest(root=root_resolved, short_side=short_side, videos=held,
                               failed=failed, seconds=seconds, fmt=fmt, **extra)
 
     t0 = last_journal = time.perf_counter()
@@ -667,7 +674,7 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
                 reused += 1
             else:
                 if marker.is_file():  # the cache changes: not complete until cache.json is rewritten
-                    write_json(manifest(0.0), journal)
+                    write_json(manifest(0.0, journal=True), journal)
                     marker.unlink()
                 if why != "new":
                     redecoded[rel] = why
@@ -686,11 +693,11 @@ def prepare_dataset(root, list_files: Sequence, cache_dir, *, short_side: int = 
             elif callable(progress):
                 progress(k + 1, len(rels), rel)
             if time.perf_counter() - last_journal > 30 and not marker.is_file():
-                write_json(manifest(time.perf_counter() - t0), journal)  # a kill loses < 30 s
+                write_json(manifest(time.perf_counter() - t0, journal=True), journal)  # a kill loses < 30 s
                 last_journal = time.perf_counter()
     except BaseException:
         if not marker.is_file():  # what is written so far, for the next run to resume from
-            write_json(manifest(time.perf_counter() - t0), journal)
+            write_json(manifest(time.perf_counter() - t0, journal=True), journal)
         raise
     finally:
         if bar is not None:
