@@ -78,8 +78,8 @@ def main(argv=None) -> int:
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
     prep.add_argument("--format", default="npy", choices=CACHE_FORMATS,
                       help="frame cache format (cache_format; cache_dir=auto gives each its own): "
-                           "npy raw | zstd lossless, ~2.3x smaller, the choice for ARID-size data | "
-                           "png lossless, slower | jpeg LOSSY q95, ~14x smaller (README, 'Cache')")
+                           "npy raw | zstd lossless, 2.5x smaller, the choice for ARID-size data | "
+                           "png lossless, slower | jpeg LOSSY q95, 16x smaller (README, 'Cache')")
     prep.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                       help="a missing, empty, corrupt or truncated video: stop (raise) or list it "
                            "and go on (skip; pass on_error=skip to training too)")

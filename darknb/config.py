@@ -83,8 +83,8 @@ class RunConfig:
     num_workers: int = 0
     cache_dir: str = "auto"             # frame cache, made when missing: auto = <data_root's parent>/cache/<name>; "" = decode videos
     # the frame cache's format (README, "Cache"): npy = raw uint8, the fastest on small clips (the
-    # demo); zstd = lossless, ~2.3x smaller, the choice for ARID-size data; png = lossless, smaller,
-    # slower; jpeg = LOSSY quality 95 (DarkLight's frames), ~14x smaller, said in the provenance
+    # demo); zstd = lossless, 2.5x smaller, the choice for ARID-size data; png = lossless, smaller,
+    # slower; jpeg = LOSSY quality 95 (DarkLight's frames), 16x smaller, said in the provenance
     cache_format: str = "npy"           # npy | zstd | png | jpeg
     on_error: str = "raise"             # raise | skip (skipped videos are counted in the report)
     # validation (epoch / checkpoint selection): the dataset's own val list where it has one, else

@@ -337,3 +337,19 @@ def test_prepare_cache_takes_the_format_from_the_config(videos, tmp_path):
     splits = build_datasets(cfg)
     assert splits.train.frame_cache.format == "zstd"
     shutil.rmtree(tmp_path / "z")
+
+
+@pytest.mark.slow
+def test_the_cache_format_benchmark_runs(tmp_path, capsys):
+    """benchmarks/bench_cache_formats.py --smoke: every section prints its rows."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_cache_formats.py"
+    spec = importlib.util.spec_from_file_location("bench_cache_formats", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--smoke", "--work-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    for name in [*FORMATS, "peers: darklight", "peers: ffmpeg"]:
+        assert f"| {name} |" in out
+    assert "time inside the checksum check" in out and "files verified" in out

@@ -13,14 +13,15 @@ Formats (:data:`FORMATS`; measured by ``benchmarks/bench_cache_formats.py``, see
 - ``npy``: one uint8 ``.npy`` per video, read through ``np.load(mmap_mode="r")``: no decoder, a
   clip reads only its frames. Lossless. ~65 KB per 170x128 frame (ARID v1: ~25 GB).
 - ``zstd``: a frame container (below), each frame compressed with Zstandard (level 1): lossless,
-  ~2.3x smaller than ``npy`` on ARID-like frames, decoded at a few ms per 64-frame clip. The
-  documented choice for ARID-size data.
-- ``png``: the container with one PNG per frame (lossless; smaller than zstd, slower to decode).
+  2.5x smaller than ``npy`` on ARID-like frames, ~13 ms of CPU per 64-frame clip (measured on a
+  loaded 2-core machine; ``npy``: under 2 ms). The documented choice for ARID-size data.
+- ``png``: the container with one PNG per frame: lossless, 3.5x smaller, ~7x slower than zstd.
 - ``jpeg``: the container with one JPEG per frame at quality 95, 4:2:0 (what DarkLight's frame
-  extraction writes: ``cv2.imwrite``'s default). LOSSY: ~14x smaller than ``npy``, but every
-  frame differs from the decoded video by about 1-2 grey levels (dark frames live in the lowest
-  ~30 levels, and an enhancer amplifies exactly them). The manifest says ``"lossless": false``
-  and the run's provenance repeats it (:func:`darknb.data.protocol.data_provenance`).
+  extraction writes: ``cv2.imwrite``'s default). LOSSY: 16x smaller than ``npy``, but frames
+  differ from the decoded video by ~0.8 grey levels on average (up to 10) where dark frames live
+  in the lowest ~30 levels, exactly what an enhancer amplifies. The manifest says
+  ``"lossless": false`` and the run's provenance repeats it
+  (:func:`darknb.data.protocol.data_provenance`).
 
 Every format keeps the frames exactly (frame i of the cache is frame i of the video); the
 lossless ones keep every pixel.
@@ -322,9 +323,9 @@ def _read(path: str, checksum: str | None, indices: np.ndarray | None) -> np.nda
     """Frames of one cache file (all when ``indices`` is None: then possibly read-only and shared)."""
     st = os.stat(path)
     stamp = _stamp(st)
-    array = _memory.get(path, stamp)
+    verify = checksum is not None and _verified.get(path) != (*stamp, checksum)
+    array = None if verify else _memory.get(path, stamp)  # memory holds only what was checked
     if array is None:
-        verify = checksum is not None and _verified.get(path) != (*stamp, checksum)
         if path.endswith(".npy") and st.st_size > SMALL_FILE:
             if verify:
                 _verify(path, None, stamp, checksum)
