@@ -214,7 +214,7 @@ def decode_file(data: bytes, path: str | os.PathLike, indices: Sequence[int] | N
         if indices is None:
             unique = list(range(shape[0]))
         else:
-            unique = sorted(set(int(i) for i in indices))
+            unique = sorted({int(i) for i in indices})
             if unique and not 0 <= unique[0] <= unique[-1] < shape[0]:
                 raise IndexError(f"frames {unique[0]}..{unique[-1]} asked of {shape[0]}")
         decoded = spec.decode([view[start + offsets[i]:start + offsets[i + 1]] for i in unique],
@@ -222,7 +222,7 @@ def decode_file(data: bytes, path: str | os.PathLike, indices: Sequence[int] | N
         if indices is None or list(indices) == unique:
             return decoded
         return decoded[np.searchsorted(np.asarray(unique), np.asarray(indices))]
-    except Exception as exc:  # noqa: BLE001 - numpy, json, zstandard, Pillow: a damaged file
+    except Exception as exc:  # numpy, json, zstandard, Pillow: whatever a damaged file raises
         raise CacheError(f"frame cache file {path} cannot be decoded (damaged or truncated): "
                          f"{type(exc).__name__}: {exc}") from exc
 
@@ -382,6 +382,10 @@ def _remedy(manifest: dict) -> str:
     return manifest.get("remedy") or "prepare the cache again (`python -m darknb prepare`)"
 
 
+def _when(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))
+
+
 def _source_identity(path: Path, *, content: bool = True) -> dict | None:
     """What a cached video was decoded from: size, mtime and (``content``) checksum, or None."""
     try:
@@ -458,11 +462,10 @@ class FrameCache:
             now = _source_identity(path, content=False)
             if now is not None and (now["bytes"], now["mtime_ns"]) != (then["bytes"], then["mtime_ns"]) \
                     and file_checksum(path) != then.get("checksum"):
-                stamp = lambda ns: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9))  # noqa: E731
                 raise CacheError(
                     f"video {path} changed since it was cached in {self.dir} (size {then['bytes']} "
-                    f"-> {now['bytes']} bytes, modified {stamp(then['mtime_ns'])} -> "
-                    f"{stamp(now['mtime_ns'])}, other content): its cached frames are the old "
+                    f"-> {now['bytes']} bytes, modified {_when(then['mtime_ns'])} -> "
+                    f"{_when(now['mtime_ns'])}, other content): its cached frames are the old "
                     f"video's; {_remedy(self.manifest)} to re-decode it")
         self._sources_checked.add(rel)
 
