@@ -57,7 +57,11 @@ class VideoListDataset(torch.utils.data.Dataset):
     ``__getitem__`` raises ``VideoReadError`` or, with ``on_error="skip"``, is appended to
     ``.skipped`` and the item returns None (drop it with :func:`collate_clips`). ``.skipped`` filled
     inside DataLoader workers is not seen by the parent process: call :meth:`check` first to probe
-    every video in the parent (it drops and records bad ones), then train with workers.
+    every video in the parent (it drops and records bad ones), then train with workers. Frames
+    from ``cache_dir`` are checked (:class:`darknb.data.framecache.FrameCache`): a cache file
+    that fails its checksum, or whose video changed since it was cached, raises ``CacheError``
+    naming both and the command that re-decodes it, whatever ``on_error`` (the cache is repaired,
+    the data do not change).
     """
 
     def __init__(self, root, list_file, *, num_frames: int = 8, size: int = 32,

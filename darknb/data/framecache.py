@@ -398,6 +398,9 @@ def _source_identity(path: Path, *, content: bool = True) -> dict | None:
     return out
 
 
+_manifests: dict[str, tuple] = {}  # cache.json path -> ((path, size, mtime_ns), its content)
+
+
 class FrameCache:
     """A prepared frame cache (``cache_dir`` with its ``cache.json``), as datasets read it: every
     file checked against its recorded checksum the first time this process reads it, every source
@@ -431,7 +434,11 @@ class FrameCache:
                                  f"or failed): {_remedy(read_json(cache_dir / PARTIAL_MANIFEST))} "
                                  "to finish it")
             return None
-        return cls(cache_dir, read_json(marker))
+        st = marker.stat()
+        key = (str(marker), st.st_size, st.st_mtime_ns)
+        if _manifests.get(str(marker), (None,))[0] != key:  # train / val / test share one parse
+            _manifests[str(marker)] = (key, read_json(marker))
+        return cls(cache_dir, _manifests[str(marker)][1])
 
     @property
     def lossless(self) -> bool:
