@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.darknb-installed
 RUN    ?= demo
+PORT   ?= 8888
 
 .PHONY: install demo lab test test-fast test-browser bench clean-reports
 
@@ -19,9 +20,10 @@ demo: $(STAMP)
 	$(PY) -m darknb run --run $(RUN) && \
 	echo "[darknb] demo finished in $$(( $$(date +%s) - start )) s; open reports/$(RUN)/ (summary.json, *.html)"
 
-# JupyterLab at the project folder: open notebooks/*.ipynb, outputs land in reports/ and data/
+# JupyterLab at the project folder: open notebooks/*.ipynb, outputs land in reports/ and data/.
+# `make lab PORT=9000` picks the port; --allow-root: containers often run as root
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)"
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --port=$(PORT) --allow-root
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra

@@ -10,9 +10,25 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import os
 import sys
 
 from darknb.errors import DarknbError
+
+
+# What `darknb --help` says (plain text: the module docstring above is for the API docs)
+DESCRIPTION = """\
+darknb: action recognition in dark videos with knowledge distillation (DL-KDD).
+
+Relative paths (--root, --cache-dir, --set data_root=...) are relative to the project folder
+(the darknb checkout), whatever the current folder.
+
+examples:
+  darknb run                                    the demo: notebooks 00-05 into reports/demo/
+  darknb run --run mine --set dataset=folder --set data_root=data/myclips
+  darknb predict clip.mp4 --checkpoint reports/demo/student_s0.ckpt
+"""
 
 
 def _parse_value(text: str):
@@ -51,7 +67,8 @@ def _print_prepared(what: str, report: dict) -> None:
 def main(argv=None) -> int:
     from darknb.config import CACHE_FORMATS  # no torch: --help stays quick
 
-    parser = argparse.ArgumentParser(prog="darknb", description=__doc__)
+    parser = argparse.ArgumentParser(prog="darknb", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the report notebooks into reports/<run>/")
@@ -61,6 +78,9 @@ def main(argv=None) -> int:
     run.add_argument("--notebooks", default=None, help="comma-separated, e.g. 01_teacher,02_student")
     run.add_argument("--no-html", action="store_true", help="skip the HTML export")
     run.add_argument("--reports-dir", default="reports", help="where run folders go (default reports/)")
+    run.add_argument("--rerun", action="store_true",
+                     help="train every stage of these notebooks again (resume=False) instead of "
+                          "reusing finished ones; the dataset and its frame cache are kept")
 
     synth = sub.add_parser("synth", help="render the synthetic set (well-lit pre-training + dark "
                                          "target) and its frame cache")
@@ -71,8 +91,12 @@ def main(argv=None) -> int:
                        help="frame cache format (cache_format): see `prepare --help`")
 
     prep = sub.add_parser("prepare", help="decode a dataset's train+test videos once into a frame cache")
-    prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48")
-    prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/)")
+    prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48 | folder")
+    prep.add_argument("--root", required=True, help="dataset root (videos + list_cvt/; folder: "
+                                                    "<root>/<Class>/<video>)")
+    for subset in ("train", "test", "val"):
+        prep.add_argument(f"--{subset}-list", default="",
+                          help=f"the {subset} list file instead of the dataset's own")
     prep.add_argument("--cache-dir", default="auto", help="default auto: <root's parent>/cache/<root's name>")
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
@@ -94,7 +118,8 @@ def main(argv=None) -> int:
     train = sub.add_parser("train", help="train one stage outside the notebooks (several processes: "
                                          "`torchrun --nproc_per_node N -m darknb train ...`)")
     train.add_argument("stage", choices=["pretrain", "teacher", "student", "student_no_kd",
-                                         "student_selfkd"],
+                                         "student_selfkd", "teacher_datanorm",
+                                         "student_no_kd_datanorm", "student_datanorm"],
                        help="pretrain: the backbone on the well-lit set; the others: one arm of the "
                             "study for --set seed=N (stage <arm>_s<N>)")
     train.add_argument("--preset", default="demo", help="demo | paper | none")
@@ -102,7 +127,9 @@ def main(argv=None) -> int:
 
     pred = sub.add_parser("predict", help="classify videos with a trained checkpoint (top-5 classes)")
     pred.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (MP4, AVI, ...)")
-    pred.add_argument("--checkpoint", required=True, help="e.g. reports/<run>/student.ckpt")
+    pred.add_argument("--checkpoint", required=True,
+                      help="a run's final checkpoint: reports/<run>/student_s<N>.ckpt (raw input) "
+                           "or reports/<run>/teacher_s<N>.ckpt (enhancer + classifier)")
     pred.add_argument("--protocol", default="1x1", help="views, clips x crops: 1x1 (centre) | 10x3 ...")
     pred.add_argument("--top-k", type=int, default=5)
     pred.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: GPU if any)")
@@ -115,7 +142,7 @@ def main(argv=None) -> int:
     readme.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 when the README is out of date")
 
-    sub.add_parser("models", help="list registered models")
+    sub.add_parser("models", help="list the registered models (name and what it is)")
 
     args = parser.parse_args(argv)
     try:
@@ -126,7 +153,7 @@ def main(argv=None) -> int:
             preset = None if args.preset == "none" else args.preset
             out = run_pipeline(args.run, preset=preset, params=_parse_sets(args.set),
                                notebooks=notebooks, html=not args.no_html,
-                               reports_dir=args.reports_dir)
+                               reports_dir=args.reports_dir, rerun=args.rerun)
             print(f"[darknb] reports written to {out}")
         elif args.command == "synth":
             from darknb.config import resolve_path
@@ -139,7 +166,9 @@ def main(argv=None) -> int:
             from darknb.data.splits import prepare_cache
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
-                            split=args.split, on_error=args.on_error, cache_format=args.format)
+                            split=args.split, on_error=args.on_error, train_list=args.train_list,
+                            test_list=args.test_list, val_list=args.val_list,
+                            cache_format=args.format)
             report = prepare_cache(cfg, short_side=args.short_side, progress=True)
             _print_prepared(f"cache ({report['format']}{'' if report['lossless'] else ', LOSSY'}) in "
                             f"{cfg.frame_cache}", report)
@@ -171,32 +200,16 @@ def main(argv=None) -> int:
             params = {**NOTEBOOK_ONLY, **base, **overrides}
             cfg = RunConfig.from_params(params)
             check_run_inputs(cfg)
+            with contextlib.ExitStack() as stack:
+                # one writer per run folder: under torchrun only the first process takes the lock
+                # (the others write nothing but wait for it); a refusal stops the whole group
+                if os.environ.get("RANK", "0") == "0":
+                    from darknb.files import RunLock
 
-            from darknb.data.splits import ensure_dataset  # torch loads once the inputs are checked
-            from darknb.engine.build import process_state
-
-            state = process_state()  # one of several processes under torchrun / accelerate launch
-            with state.main_process_first():  # the main process makes the data, the others reuse it
-                ensure_dataset(cfg)
-            main = state.is_main_process  # every process holds the same result; one prints
-            if args.stage == "pretrain":
-                from darknb.engine.pretrain import pretrain_backbone
-
-                result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"],
-                                           progress=main)
-                if main:
-                    print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on "
-                          f"the well-lit set; backbone {result['backbone']}")
-            else:
-                from darknb.study.arms import arm_name, train_arm
-
-                result = train_arm(cfg, args.stage, progress=main)
-                if main:
-                    print(f"[darknb] {arm_name(args.stage, cfg.seed)}: top-1 "
-                          f"{result['metrics']['top1']:.2f} %, top-5 {result['metrics']['top5']:.2f} % "
-                          f"(measured, {cfg.dataset}, epoch {result['selection']['epoch']} chosen on "
-                          f"{result['selection']['selected_on']}, {result['processes']} process(es), "
-                          f"test views {result['metrics']['protocol']['views']})")
+                    lock = stack.enter_context(RunLock(cfg.output_dir))
+                    if lock.note:
+                        print(f"[darknb] {lock.note}")
+                _train(args.stage, cfg, params)
         elif args.command == "predict":
             import json
 
@@ -234,10 +247,40 @@ def main(argv=None) -> int:
             print(block)
             print(f"[darknb] {readme_path} {'updated' if changed else 'already up to date'} from {summary}")
         elif args.command == "models":
-            from darknb.models.classifiers import list_models
+            from darknb.models.names import MODEL_NAMES  # a static list: no torch to list names
 
-            print("\n".join(list_models()))
+            width = max(map(len, MODEL_NAMES))
+            print("\n".join(f"{name:<{width}}  {what}" for name, what in MODEL_NAMES.items()))
     except DarknbError as err:
         print(f"darknb: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _train(stage: str, cfg, params: dict) -> None:
+    """``python -m darknb train STAGE``: one stage, on this process and its torchrun peers."""
+    from darknb.data.splits import ensure_dataset  # torch loads once the inputs are checked
+    from darknb.engine.build import process_state
+
+    state = process_state()  # one of several processes under torchrun / accelerate launch
+    with state.main_process_first():  # the main process makes the data, the others reuse it
+        ensure_dataset(cfg)
+    main = state.is_main_process  # every process holds the same result; one prints
+    if stage == "pretrain":
+        from darknb.engine.pretrain import pretrain_backbone
+
+        result = pretrain_backbone(cfg, epochs=params["pretrain_epochs"], lr=params["pretrain_lr"],
+                                   progress=main)
+        if main:
+            print(f"[darknb] pretrain: validation top-1 {result['metrics']['top1']:.2f} % on "
+                  f"the well-lit set; backbone {result['backbone']}")
+    else:
+        from darknb.study.arms import arm_name, train_arm
+
+        result = train_arm(cfg, stage, progress=main)
+        if main:
+            print(f"[darknb] {arm_name(stage, cfg.seed)}: top-1 "
+                  f"{result['metrics']['top1']:.2f} %, top-5 {result['metrics']['top5']:.2f} % "
+                  f"(measured, {cfg.dataset}, epoch {result['selection']['epoch']} chosen on "
+                  f"{result['selection']['selected_on']}, {result['processes']} process(es), "
+                  f"test views {result['metrics']['protocol']['views']})")

@@ -4,8 +4,9 @@ Notebooks hold flat, typed literals in a cell tagged ``parameters`` (papermill o
 next cell calls :func:`validate_notebook_params`, which rejects unknown or mistyped parameters —
 papermill itself only logs unknown ones — and :meth:`RunConfig.from_params` builds the config.
 
-Relative paths, one rule everywhere: a relative ``data_root``, ``cache_dir``, ``output_dir``,
-``enhancer_checkpoint`` or ``pretrained`` path is relative to the project folder
+Relative paths, one rule everywhere: a relative ``data_root``, ``train_list`` / ``test_list`` /
+``val_list``, ``cache_dir``, ``output_dir``, ``enhancer_checkpoint`` or ``pretrained`` path is
+relative to the project folder
 (:func:`project_root`: the darknb checkout, the folder holding ``notebooks/``), whatever the
 current folder: ``python -m darknb run``, ``train`` and ``prepare`` from anywhere, and a notebook
 opened in JupyterLab from ``notebooks/``, all read ``<project>/data/...`` and write
@@ -29,13 +30,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 # RunConfig fields holding paths, with the values that are keywords, not paths ("" = none)
-PATH_FIELDS = {"data_root": ("",), "cache_dir": ("", "auto"), "output_dir": ("",),
+PATH_FIELDS = {"data_root": ("",), "train_list": ("",), "test_list": ("",), "val_list": ("",),
+               "cache_dir": ("", "auto"), "output_dir": ("",),
                "enhancer_checkpoint": ("",), "pretrained": ("", "hub", "pretrain"),
                "enhanced_cache_dir": ("",), "baseline_pretrained": ("",)}
 
 
 # Frame cache formats (darknb.data.framecache.FORMATS): npy raw, zstd / png lossless, jpeg lossy
 CACHE_FORMATS = ("npy", "zstd", "png", "jpeg")
+
+
+# The lowest distillation temperature accepted. KD's term is beta * T^2 * KL(softmax(t/T) ||
+# softmax(s/T)); its gradient on the student's logits is T * (softmax(s/T) - softmax(t/T)), which
+# fades linearly as T -> 0: measured on random 9-class logits (std 2), its norm relative to T = 1
+# is 0.67 at T = 0.5, 0.38 at 0.25, 0.16 at 0.1 and 1.7e-9 at 1e-9 (the student then trains on CE
+# alone while its report says "distilled"). 0.5 keeps two thirds of T = 1's signal; the usual
+# values are 1-20 (Hinton et al. 2015), the paper names none and darknb uses 4.
+MIN_TEMPERATURE = 0.5
 
 
 def default_cache_dir(data_root: str | Path, cache_format: str = "npy") -> Path:
@@ -72,14 +83,23 @@ class RunConfig:
     """
 
     # data
-    dataset: str = "synthetic"          # synthetic | arid | arid1.5 | arid1.1 | dark48
+    dataset: str = "synthetic"          # synthetic | arid | arid1.5 | arid1.1 | dark48 | folder
     data_root: str = "data/synthetic"
     split: int = 1
+    # list files replacing the dataset's own (ARID's TAB lines or `path label` lines, paths
+    # relative to data_root); "" = the dataset's own (a folder without lists: a split of its own)
+    train_list: str = ""
+    test_list: str = ""
+    val_list: str = ""                  # "" = the dataset's own, else val_fraction of train's groups
     num_frames: int = 8                 # T: frames per clip
     size: int = 32                      # H = W of the network input
     # uniform: a synthetic motion spans the whole 40-frame video; consecutive is DarkLight's
     # protocol for real datasets
     sampling: str = "uniform"           # consecutive (DarkLight) | uniform
+    # training crop: auto = multiscale for the R(2+1)D / DarkLight models (DarkLight's and
+    # LateTemporalModeling's MultiScaleCrop: 13 fixed positions), scale_jitter for the ViT models
+    # (the same scales at any position: the demo's) | multiscale | scale_jitter | random (no scale)
+    crop: str = "auto"
     num_workers: int = 0
     cache_dir: str = "auto"             # frame cache, made when missing: auto = <data_root's parent>/cache/<name>; "" = decode videos
     # the frame cache's format (README, "Cache"): npy = raw uint8, the fastest on small clips (the
@@ -95,7 +115,13 @@ class RunConfig:
     # pretrain: this run's own backbone, pre-trained on the well-lit synthetic set (01_pretrain);
     # "" (scratch) | "hub" (timm's weights, downloaded) | the path of a backbone file
     pretrained: str = "pretrain"
-    input_norm: str = "backbone"        # backbone: the pre-training statistics | clip: per-clip (a control)
+    # backbone: the pre-training statistics | dataset: the arm's own training inputs' statistics (the
+    # normalisation control of the study) | clip: per-clip standardisation (an older control)
+    input_norm: str = "backbone"
+    # lp-ft: a linear probe on the frozen pre-trained features initialises the classifier, then the
+    # model is fine-tuned (Kumar et al. 2022; chosen on the validation split, see README "The demo")
+    # | ft: fine-tune from a randomly initialised classifier
+    recipe: str = "lp-ft"
     # the R(2+1)D-34 baselines' weights: "" (scratch) or the path of an ig65m-pytorch checkpoint,
     # e.g. r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth (the paper's IG65M row)
     baseline_pretrained: str = ""
@@ -149,9 +175,10 @@ class RunConfig:
                 setattr(self, name, resolve_path(value, keywords))
         checks = {
             "num_frames": self.num_frames >= 1, "size": self.size >= 8, "split": self.split >= 1,
-            "epochs": self.epochs >= 0, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0, "grad_accum": self.grad_accum >= 1,
-            "alpha": self.alpha >= 0, "beta": self.beta >= 0, "temperature": self.temperature > 0,
+            "alpha": self.alpha >= 0, "beta": self.beta >= 0,
+            "temperature": self.temperature >= MIN_TEMPERATURE,
             "num_workers": self.num_workers >= 0, "enhancer_fit_steps": self.enhancer_fit_steps >= 0,
             "val_fraction": 0.0 <= self.val_fraction < 1.0,
             "save_every": self.save_every >= 1,
@@ -159,9 +186,11 @@ class RunConfig:
             "enhancer_scale_factor": self.enhancer_scale_factor >= 1,
             "teacher_input": self.teacher_input in ("online", "enhanced_cache"),
             "sampling": self.sampling in ("consecutive", "uniform"),
+            "crop": self.crop in ("auto", "multiscale", "scale_jitter", "random"),
             "on_error": self.on_error in ("raise", "skip"),
             "cache_format": self.cache_format in CACHE_FORMATS,
-            "input_norm": self.input_norm in ("backbone", "clip"),
+            "input_norm": self.input_norm in ("backbone", "dataset", "clip"),
+            "recipe": self.recipe in ("ft", "lp-ft"),
             "mixed_precision": self.mixed_precision in ("auto", "no", "fp16", "bf16"),
             "lr_schedule": self.lr_schedule in ("constant", "cosine"),
             "warmup_epochs": 0 <= self.warmup_epochs <= max(self.epochs, 0),
@@ -171,7 +200,12 @@ class RunConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
-            raise ConfigError(f"RunConfig: invalid value {getattr(self, name)!r} for parameter {name!r}")
+            raise ConfigError(f"RunConfig: invalid value {getattr(self, name)!r} for parameter "
+                              f"{name!r}{_WHY.get(name, '')}")
+        if self.alpha + self.beta <= 0:
+            raise ConfigError("RunConfig: parameters 'alpha' and 'beta' are both 0: the loss "
+                              "alpha * CE + beta * T^2 * KL is 0 and nothing would be trained; "
+                              "set alpha > 0 (cross-entropy) or beta > 0 (distillation)")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], **overrides) -> "RunConfig":
@@ -202,11 +236,50 @@ class RunConfig:
         path = RunDir(self.output_dir).enhanced_cache
         return path if self.cache_format == "npy" else path.with_name(f"{path.name}.{self.cache_format}")
 
+    @property
+    def train_crop(self) -> str:
+        """The training crop ``crop`` names, "auto" resolved for ``model``
+        (:data:`MULTISCALE_CROP_MODELS`)."""
+        if self.crop != "auto":
+            return self.crop
+        return "multiscale" if self.model in MULTISCALE_CROP_MODELS else "scale_jitter"
+
+    @property
+    def light_gamma(self) -> float | None:
+        """The gamma of ``model``'s second, gamma-corrected input view, which the loader makes
+        (:data:`LIGHT_VIEW_MODELS`); None for a model of one view."""
+        return LIGHT_VIEW_MODELS.get(self.model)
+
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
 
+    def without_kd(self) -> "RunConfig":
+        """This config for a model trained on labels alone (the teacher, the no-KD control, the
+        baselines): beta = 0, and alpha = 1 where it was 0 (a pure-distillation student's
+        alpha = 0 would leave them no loss at all)."""
+        return self.replace(beta=0.0, alpha=self.alpha if self.alpha > 0 else 1.0)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_KD_FADES = ("the KD term's gradient fades linearly with T: at 0.1 it is 16 % of T = 1's, at 1e-9 "
+             "zero; see MIN_TEMPERATURE in darknb/config.py")
+# Why a value is refused, where the range alone does not say it
+_WHY = {
+    "epochs": ": at least 1 (0 epochs would report an untrained model as trained)",
+    "temperature": f": the distillation temperature must be >= {MIN_TEMPERATURE} ({_KD_FADES})",
+    "warmup_epochs": ": at most epochs (and >= 0)",
+    "size": ": at least 8 pixels",
+}
+# What a model's clips need from the loader, by model name (darknb.data cannot see darknb.models).
+# crop="auto": the R(2+1)D models at the paper's size train with MultiScaleCrop as DarkLight and
+# LateTemporalModeling3DCNN did; every other model (the ViTs, the CPU demo's) with scale jitter.
+MULTISCALE_CROP_MODELS = ("r2plus1d_bert", "r2plus1d_34_bert", "two_stream_r2plus1d_34_bert")
+# DarkLight's two-stream models at the paper's size get their gamma view (gamma 1.8, its README)
+# from the loader: the uint8 lookup table on native frames before the resize, as DarkLight's
+# loader makes it. The CPU demo's two_stream_bert_tiny makes it in the model, from the resized clip.
+LIGHT_VIEW_MODELS = {"two_stream_r2plus1d_34_bert": 1.8, "two_stream_bert": 1.8}
 
 
 def parse_views(views: str) -> tuple[int, int]:
@@ -241,12 +314,18 @@ NOTEBOOK_ONLY: dict[str, Any] = dict(
     gamma=1.8,                          # DarkLight's gamma correction
     # 01_pretrain (the well-lit set; `pretrained="pretrain"` fine-tunes from its backbone)
     pretrain_epochs=12,                 # the prototype's 16, shortened for the demo's budget
+    pretrain_seed=0,                    # the pre-trained backbone's seed (the study's seeds vary fine-tuning)
     pretrain_lr=1e-3,
-    # 04_ablation: the per-clip standardisation control, and the alpha/beta/T grid (the paper
-    # reports alpha = beta = 1 only; the main students use T = 4). The grid is opt-in (betas=[]
-    # runs none; it does not fit the demo's budget): e.g. betas=[1.0], temperatures=[1.0] adds T = 1
-    run_clip_norm_control=True,
-    alphas=[1.0], betas=[], temperatures=[1.0],
+    # 02-05: the designs run: "backbone" (every arm normalised with the pre-training statistics:
+    # teacher, no-KD, KD and self-KD students) and "dataset" (teacher, no-KD and KD students each
+    # normalised with its own training inputs' statistics: the normalisation control)
+    input_norms=["backbone", "dataset"],
+    # 04_ablation: beta swept at alpha = 1 and the run's T, T swept at beta = 1 (issue 19), for the
+    # first `ablation_seeds` seeds; points that are study arms (beta = 0: the no-KD student; the
+    # run's beta and T: the KD student) reuse their runs. The per-clip standardisation control
+    # (superseded by the "dataset" design) is opt-in.
+    betas=[0.0, 0.5, 1.0, 2.0], temperatures=[1.0, 4.0], ablation_seeds=3,
+    run_clip_norm_control=False,
     # 05_comparison (baselines are opt-in: they do not fit the demo's 15 minutes on 2 cores)
     train_baseline_models=False,
     r2plus1d_epochs=0,                  # 0: the same epochs as the teacher and student
@@ -254,6 +333,44 @@ NOTEBOOK_ONLY: dict[str, Any] = dict(
     run_latency_repeats=3,
     paper_latency_repeats=0,            # 0 skips the paper-size CPU latency (FLOPs are still counted)
 )
+
+
+def check_notebook_knobs(values: Mapping[str, Any]) -> None:
+    """Ranges of the notebook-only knobs in ``values`` (those present): ``seeds`` non-empty,
+    without duplicates, each >= 0; every ``temperatures`` entry >= :data:`MIN_TEMPERATURE`;
+    ``alphas`` and ``betas`` >= 0; ``jobs`` >= 0; ``pretrain_epochs`` >= 1. Raises
+    :class:`ConfigError` naming the parameter."""
+    seeds = values.get("seeds")
+    if seeds is not None:
+        if not seeds:
+            raise ConfigError("parameter 'seeds' is empty: every arm is trained once per seed; give "
+                              "at least one (e.g. seeds=[0, 1, 2])")
+        repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+        if repeated:
+            raise ConfigError(f"parameter 'seeds' repeats {repeated}: {list(seeds)}; a seed trains "
+                              "the same run twice and would count twice in the statistics")
+        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+            raise ConfigError(f"parameter 'seeds' must hold integers >= 0, got {list(seeds)}")
+    low = [t for t in values.get("temperatures") or [] if t < MIN_TEMPERATURE]
+    if low:
+        raise ConfigError(f"parameter 'temperatures' holds {low}: each must be >= {MIN_TEMPERATURE} "
+                          f"({_KD_FADES})")
+    for key in ("alphas", "betas"):
+        negative = [v for v in values.get(key) or [] if v < 0]
+        if negative:
+            raise ConfigError(f"parameter {key!r} holds {negative}: each must be >= 0")
+    if values.get("jobs", 0) < 0:
+        raise ConfigError(f"parameter 'jobs' must be >= 0 (0: automatic), got {values['jobs']}")
+    if values.get("pretrain_epochs", 1) < 1:
+        raise ConfigError(f"parameter 'pretrain_epochs' must be >= 1, got {values['pretrain_epochs']}")
+    if values.get("ablation_seeds", 1) < 1:
+        raise ConfigError(f"parameter 'ablation_seeds' must be >= 1 (the first N seeds), got "
+                          f"{values['ablation_seeds']}")
+    norms = values.get("input_norms")
+    if norms is not None and (not norms or set(norms) - {"backbone", "dataset"} or len(set(norms)) < len(norms)):
+        raise ConfigError(f"parameter 'input_norms': {list(norms)!r}; give one or both of "
+                          "'backbone' (the pre-training statistics) and 'dataset' (each arm's own "
+                          "training inputs), once each")
 
 
 def defaults() -> dict[str, Any]:
@@ -272,6 +389,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   lr=1e-4, epochs=30, num_workers=8, save_every=5, alpha=1.0, beta=1.0,
                   temperature=1.0, pretrained="hub", seeds=[0, 1, 2], train_baseline_models=True,
                   betas=[0.0, 0.5, 1.0], temperatures=[1.0, 4.0], paper_latency_repeats=1,
+                  recipe="ft",
                   tracker="tensorboard", teacher_input="enhanced_cache"),
 }
 
@@ -376,4 +494,6 @@ def validate_notebook_params(namespace: Mapping[str, Any], notebook: str | Path)
     given = {k: v for k, v in namespace.items()
              if not k.startswith("_") and k not in _IPYTHON_NAMES and k not in own
              and isinstance(v, _LITERAL_TYPES)}
-    return validate_params(given, defaults)
+    values = validate_params(given, defaults)
+    check_notebook_knobs(values)
+    return values

@@ -33,3 +33,12 @@ class TrainingError(DarknbError):
 
 class OutputError(DarknbError, OSError):
     """A file could not be written (full disk, permissions); the message names it and the cause."""
+
+
+class RunLockedError(DarknbError):
+    """A run folder is being written by another darknb process; the message names its pid and command."""
+
+
+class NotebookError(DarknbError):
+    """A notebook failed under ``python -m darknb run``; the message is darknb's one line, the
+    failed notebook and the log holding the full traceback."""

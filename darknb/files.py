@@ -1,4 +1,5 @@
-"""Files: atomic writes, JSON, sha256. Every file darknb writes goes through :func:`atomic_path`.
+"""Files: atomic writes, JSON, sha256, the run folder's lock. Every file darknb writes goes through
+:func:`atomic_path`.
 
 A crash (or a full disk) in the middle of a write never leaves a truncated file where a reader
 would find it: the bytes go to a temporary file in the same folder, which is flushed to disk and
@@ -12,12 +13,17 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import socket
+import sys
+import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from darknb.errors import CheckpointError, OutputError
+from darknb.errors import CheckpointError, OutputError, RunLockedError
 
 
 @contextlib.contextmanager
@@ -53,6 +59,24 @@ def atomic_path(path: str | os.PathLike, *, suffix: str | None = None,
         tmp.unlink(missing_ok=True)
 
 
+def require_writable(folder: str | os.PathLike, parameter: str, remedy: str) -> None:
+    """Refuse a folder darknb must write in but cannot (a read-only file system, permissions),
+    before anything is written: :class:`OutputError` naming the folder, the cause, the parameter
+    that chooses it and ``remedy``. A folder that does not exist yet is tested where it would be
+    created. The test writes a file: permission bits alone do not stop root, a read-only mount does."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        fd, name = tempfile.mkstemp(dir=existing, prefix=".darknb-write-test-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise OutputError(f"cannot write in {folder} ({err.strerror or err}); it is set by "
+                          f"{parameter}: {remedy}") from err
+
+
 def write_text(text: str, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -69,11 +93,13 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` written atomically."""
+    """``torch.save`` written atomically. Through a file object, so the archive's inner name is
+    torch's fixed "archive" rather than the temporary file's random name: the same content gives
+    the same bytes, and so the same sha256 (stage fingerprints identify weight files by it)."""
     import torch  # lazy: config and the CLI import this module without torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
     return Path(path)
 
 
@@ -112,6 +138,89 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+class RunLock:
+    """One writer per run folder. ``python -m darknb run`` and ``train`` hold it while they write:
+    an OS lock on ``<folder>/.darknb.lock`` (the ``filelock`` package; the OS releases it when its
+    process dies, however it dies) and ``.darknb.lock.json`` naming the holder (pid, command,
+    host, start). A second writer is refused at once, naming the holder. A lock left by a dead
+    process is taken over, and said. Processes the holder starts (notebook kernels, their training
+    processes, a ``train`` run inside a notebook) inherit ``$DARKNB_RUN_LOCK`` and write under it."""
+
+    ENV = "DARKNB_RUN_LOCK"
+
+    def __init__(self, folder: str | os.PathLike, command: str | None = None):
+        self.folder = Path(folder)
+        self.path = self.folder / ".darknb.lock"
+        self.info = self.folder / ".darknb.lock.json"
+        self.command = command or " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+        self.note = ""  # what taking the lock found (a stale lock taken over)
+        self._lock = None
+        self._saved_env: str | None = None
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> "RunLock":
+        from filelock import FileLock, Timeout  # lazy: the CLI's --help stays light
+
+        key = str(self.path.resolve())
+        if os.environ.get(self.ENV) == key:  # started by the holder: write under its lock
+            self.note = "under the lock of the process that started this one"
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            holder = self._holder()
+            who = (f"pid {holder.get('pid')} on {holder.get('host')} (`{holder.get('command')}`, "
+                   f"since {holder.get('started')})" if holder else "another process")
+            raise RunLockedError(f"run folder {self.folder} is being written by {who}; two runs into "
+                                 "one folder would overwrite each other's files. Wait for it to "
+                                 "finish, or choose another run folder (`--run NAME`)") from None
+        old = self._holder()
+        if old and old.get("host") == socket.gethostname() and not _alive(int(old.get("pid", 0))):
+            self.note = (f"took over the lock of pid {old.get('pid')} (`{old.get('command')}`), "
+                         "which is no longer running")
+        self._lock = lock
+        write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                               "command": self.command,
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}), self.info)
+        self._saved_env = os.environ.get(self.ENV)
+        os.environ[self.ENV] = key
+        return self
+
+    def release(self) -> None:
+        if self._lock is None:
+            return
+        self.info.unlink(missing_ok=True)
+        self._lock.release()
+        self._lock = None
+        if self._saved_env is None:
+            os.environ.pop(self.ENV, None)
+        else:
+            os.environ[self.ENV] = self._saved_env
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class RunDir:
@@ -183,8 +292,31 @@ class RunDir:
         return self.root / "enhanced_cache"
 
     @property
+    def lists(self) -> Path:
+        """The split a run made of a folder of videos (``dataset="folder"`` without lists):
+        ``folder_train.txt``, ``folder_test.txt``, ``classes.txt``."""
+        return self.root / "lists"
+
+    @property
     def summary(self) -> Path:
         return self.root / self.SUMMARY
+
+    def notebook(self, name: str) -> Path:
+        """An executed notebook (``03_student.ipynb``); its report is ``.html`` beside it."""
+        return self.root / f"{name}.ipynb"
+
+    def failed_notebook(self, name: str) -> Path:
+        """The executed notebook of a run where it failed (``03_student.failed.ipynb``); the last
+        good ``03_student.ipynb`` stays beside it."""
+        return self.root / f"{name}.failed.ipynb"
+
+    def log(self, name: str) -> Path:
+        """The full traceback of a failed notebook (``03_student.log``)."""
+        return self.root / f"{name}.log"
+
+    def lock(self, command: str | None = None) -> RunLock:
+        """This folder's one-writer lock (:class:`RunLock`)."""
+        return RunLock(self.root, command)
 
     def subdir(self, name: str) -> "RunDir":
         """A nested run folder (the ablation's students live in ``ablation/``)."""

@@ -9,11 +9,27 @@ range, the files it names) before the first notebook runs, and the run folder is
 
 The HTML copies are reports (:func:`export_html`): code inputs hidden, outputs and markdown kept;
 the executed ``.ipynb`` beside them keeps everything.
+
+What a run guarantees (README, "What a run guarantees"):
+- one writer per run folder: the runner holds its lock (:class:`darknb.files.RunLock`) while it
+  runs; a second run into the folder is refused at once, naming the holder;
+- atomic reports: a notebook executes into a hidden temporary file; only when it succeeded are it
+  and its HTML moved into place. A failed (or interrupted) one is kept as ``NN_name.failed.ipynb``
+  with its full traceback in ``NN_name.log``, and the last good ``NN_name.ipynb`` / ``.html`` stay;
+  the terminal gets darknb's one-line message and those two paths (:class:`NotebookError`);
+- every run has an id (``$DARKNB_RUN_ID`` for its kernels and their processes): stages and reports
+  record it, and ``summary.json`` names the run of every notebook's output it was built from;
+- ``rerun=True`` (``--rerun``) runs every notebook with ``resume=False``: their stages are
+  trained again instead of reused.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import time
+import traceback
 from pathlib import Path
 
 import papermill as pm
@@ -24,17 +40,23 @@ from darknb.config import (
     PATH_FIELDS,
     REPO_ROOT,
     RunConfig,
+    check_notebook_knobs,
     notebook_defaults,
     preset_params,
     resolve_path,
     validate_params,
 )
-from darknb.errors import ConfigError
-from darknb.files import RunDir, read_json, write_json, write_text
-from darknb.provenance import provenance
+from darknb.errors import ConfigError, NotebookError
+from darknb.files import RunDir, RunLock, read_json, require_writable, write_json, write_text
+from darknb.provenance import RUN_ID_ENV, new_run_id, provenance
 
 NOTEBOOKS = ("00_explore", "01_pretrain", "02_teacher", "03_student", "04_ablation", "05_comparison")
 REPORTS = ("explore", "pretrain", "ablation", "comparison")  # each notebook's own JSON
+# the JSON files each notebook writes (stages: per seed), whose run ids summary.json names
+NOTEBOOK_OUTPUTS = {"00_explore": ("explore",), "01_pretrain": ("pretrain",),
+                    "02_teacher": ("teacher_s{seed}",),
+                    "03_student": ("student_no_kd_s{seed}", "student_s{seed}", "student_selfkd_s{seed}"),
+                    "04_ablation": ("ablation",), "05_comparison": ("comparison",)}
 
 
 def available_notebooks() -> list[str]:
@@ -72,21 +94,47 @@ def check_run_inputs(cfg: RunConfig) -> None:
         value = getattr(cfg, key)
         if value not in PATH_FIELDS[key] and not Path(value).is_file():
             raise ConfigError(f"parameter {key!r}: file {value!r} does not exist")
+    from darknb.data.framecache import CACHE_MANIFEST
+    from darknb.engine.build import check_patch_size
 
+    check_patch_size(cfg.model, cfg.size)
+    if cfg.frame_cache is not None and not (cfg.frame_cache / CACHE_MANIFEST).is_file():
+        require_writable(cfg.frame_cache, "cache_dir", "the frame cache is written there ('auto': "
+                         "beside data_root); set cache_dir to a writable folder (`--set cache_dir=DIR`)")
+    if cfg.enhanced_cache_dir and not (cfg.enhanced_frame_cache / CACHE_MANIFEST).is_file():
+        require_writable(cfg.enhanced_frame_cache, "enhanced_cache_dir",
+                         "the teacher's enhanced frames are written there; set enhanced_cache_dir to "
+                         "a writable folder, or to '' (the run folder)")
 
 
 def check_parameters(notebooks, params: dict) -> dict[str, dict]:
     """Every notebook's parameters, checked before any notebook runs: names (no notebook declares
-    it), types (each notebook's ``parameters`` cell), ranges (:class:`RunConfig`) and the inputs
-    they name (:func:`check_run_inputs`). Returns :func:`notebook_parameters`."""
+    it), types (each notebook's ``parameters`` cell), ranges (:class:`RunConfig`,
+    :func:`darknb.config.check_notebook_knobs`), the inputs they name (:func:`check_run_inputs`),
+    and what each notebook reads from the run folder that no earlier notebook of this run makes
+    (:func:`darknb.study.arms.require_inputs`). Returns :func:`notebook_parameters`."""
+    from darknb.study.arms import require_inputs
+
     per_notebook = notebook_parameters(notebooks, params)
     checked: list[RunConfig] = []
-    for nb, given in per_notebook.items():
+    for k, (nb, given) in enumerate(per_notebook.items()):
         values = validate_params(given, notebook_defaults(nb))
+        check_notebook_knobs(values)
         cfg = RunConfig.from_params(values)
         if cfg not in checked:  # notebooks share most fields: check each distinct config once
             check_run_inputs(cfg)
             checked.append(cfg)
+        seeds = values.get("seeds", [values.get("seed", 0)])
+        if nb == "05_comparison" and len(seeds) < 2:
+            others = ",".join(n for n in notebooks if n != nb) or "00_explore"
+            raise ConfigError(f"parameter 'seeds' is {list(seeds)}: 05_comparison's comparisons are "
+                              "paired over seeds and need at least 2; give 2 or more, or leave it "
+                              f"out (`--notebooks {others}`)")
+        if nb == "04_ablation":  # the ablation runs on its first seeds
+            seeds = seeds[:values.get("ablation_seeds", len(seeds))]
+        require_inputs(nb, cfg, seeds, betas=values.get("betas", ()),
+                       input_norms=values.get("input_norms", ("backbone",)),
+                       made_before=list(per_notebook)[:k])
     return per_notebook
 
 
@@ -114,13 +162,97 @@ def export_html(notebook_path: Path, *, hide_code: bool = True) -> Path:
     return write_text(body, Path(notebook_path).with_suffix(".html"))
 
 
+# Kernels talk to the runner over local IPC sockets, not TCP: nothing to encrypt (ipykernel warns
+# about unencrypted TCP), and no port is opened.
+KERNEL_CONFIG = {"KernelManager": {"transport": "ipc"}}
+
+
+def _kernel_config():
+    from traitlets.config import Config  # jupyter's configuration type (papermill depends on it)
+
+    return Config(KERNEL_CONFIG)
+
+
+class _KnownParameters(logging.Filter):
+    """Papermill warns "Passed unknown parameter" by its own parse of a parameters cell; darknb
+    passes each notebook only what it declares (and refuses anything else before running), so
+    the warning would only ever be false."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passed unknown parameter")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _one_line(ename: str, evalue: str) -> str:
+    """darknb's own message as it is (its errors name what is wrong); others with their type."""
+    text = " ".join(str(evalue).split())
+    darknb = ename.endswith("Error") and ename in _DARKNB_ERRORS
+    return text if darknb and text else f"{ename}: {text}"
+
+
+_DARKNB_ERRORS = {"DarknbError", "ConfigError", "VideoReadError", "DatasetError", "CheckpointError",
+                  "TrainingError", "OutputError", "RunLockedError", "NotebookError"}
+
+
+def run_notebook(nb: str, out_dir: Path, parameters: dict, *, html: bool = True,
+                 kernel_name: str = "python3", log_output: bool = False) -> Path:
+    """Execute notebook ``nb`` into ``out_dir`` atomically: into a hidden temporary notebook, moved
+    (with its HTML report) to ``NN_name.ipynb`` / ``.html`` only when every cell succeeded. A
+    failure keeps the executed notebook as ``NN_name.failed.ipynb`` and the full traceback in
+    ``NN_name.log``, leaves the last good report in place and raises :class:`NotebookError` with
+    darknb's one-line message and both paths. Returns the executed notebook's path."""
+    run = RunDir(out_dir)
+    target, failed, log = run.notebook(nb), run.failed_notebook(nb), run.log(nb)
+    running = out_dir / f".{nb}.{os.getpid()}.running.ipynb"
+    papermill_log = logging.getLogger("papermill")
+    known = _KnownParameters()
+    papermill_log.addFilter(known)
+    try:
+        pm.execute_notebook(str(NOTEBOOK_DIR / f"{nb}.ipynb"), str(running), parameters=parameters,
+                            cwd=str(REPO_ROOT), kernel_name=kernel_name, progress_bar=False,
+                            log_output=log_output, config=_kernel_config())
+        if html:
+            report = export_html(running)
+            os.replace(report, target.with_suffix(".html"))
+        os.replace(running, target)
+    except BaseException as err:
+        kept = running.is_file()
+        if kept:
+            os.replace(running, failed)
+        if isinstance(err, pm.PapermillExecutionError):
+            message = _one_line(err.ename, err.evalue)
+            detail = (f"{nb} failed in cell [{err.exec_count}] (index {err.cell_index}):\n\n"
+                      f"{err.source}\n\n" + _ANSI.sub("", "\n".join(err.traceback)))
+        elif isinstance(err, Exception):
+            message = _one_line(type(err).__name__, str(err))
+            detail = f"{nb} failed outside its cells:\n\n" + "".join(traceback.format_exception(err))
+        else:  # KeyboardInterrupt, SystemExit: stop, the partial notebook kept aside
+            raise
+        write_text(detail + "\n", log)
+        raise NotebookError(f"{nb} failed: {message}\n  notebook: "
+                            f"{failed if kept else '(none written)'}\n  log: {log}") from None
+    finally:
+        papermill_log.removeFilter(known)
+        running.with_suffix(".html").unlink(missing_ok=True)
+    failed.unlink(missing_ok=True)  # this notebook's last failure is outdated now
+    log.unlink(missing_ok=True)
+    return target
+
+
 def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict | None = None,
                  notebooks=None, reports_dir: str | Path = "reports", html: bool = True,
-                 kernel_name: str = "python3", log_output: bool = False) -> Path:
+                 kernel_name: str = "python3", log_output: bool = False,
+                 rerun: bool = False) -> Path:
     """Execute the notebooks into ``reports_dir/run`` and write ``summary.json``; returns that dir.
 
     A relative ``reports_dir`` is relative to the project folder (:func:`darknb.config.resolve_path`).
-    Nothing is written unless every parameter of every notebook checks out (:func:`check_parameters`)."""
+    Nothing is written unless every parameter of every notebook checks out (:func:`check_parameters`)
+    and the run folder can be written. The run holds the folder's lock (a second run into it is
+    refused), gets a run id, and writes each notebook atomically (:func:`run_notebook`); one line
+    per notebook with its time. ``rerun``: every notebook with ``resume=False`` (its stages are
+    trained again)."""
     base = preset_params(preset)
     if "output_dir" in (params or {}):
         raise ConfigError("output_dir is the run folder <reports_dir>/<run>: choose it with "
@@ -131,27 +263,64 @@ def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict
         raise ConfigError(f"notebook(s) {missing} not found in {NOTEBOOK_DIR}")
     out_dir = Path(resolve_path(Path(reports_dir) / run))
     merged = {**base, **(params or {}), "output_dir": str(out_dir)}
+    if rerun:
+        merged["resume"] = False
     per_notebook = check_parameters(notebooks, merged)
+    require_writable(out_dir, "--reports-dir and --run (the run folder)",
+                     "choose a writable folder with `--reports-dir DIR`")
     out_dir.mkdir(parents=True, exist_ok=True)  # only now: a run that cannot start leaves nothing
 
-    timings = {}
-    for nb in notebooks:
-        start = time.perf_counter()
-        target = out_dir / f"{nb}.ipynb"
-        print(f"[darknb] running {nb} -> {target}", flush=True)
-        pm.execute_notebook(str(NOTEBOOK_DIR / f"{nb}.ipynb"), str(target),
-                            parameters=per_notebook[nb], cwd=str(REPO_ROOT),
-                            kernel_name=kernel_name, progress_bar=False, log_output=log_output)
-        if html:
-            export_html(target)
-        timings[nb] = round(time.perf_counter() - start, 1)
-        print(f"[darknb] {nb} done in {timings[nb]} s", flush=True)
+    with RunLock(out_dir) as lock:
+        if lock.note:
+            print(f"[darknb] {lock.note}", flush=True)
+        run_id = new_run_id()
+        saved_id = os.environ.get(RUN_ID_ENV)
+        os.environ[RUN_ID_ENV] = run_id  # the kernels, and the processes they start, inherit it
+        try:
+            timings = {}
+            for nb in notebooks:
+                start = time.perf_counter()
+                print(f"[darknb] {nb} ...", end="", flush=True)
+                try:
+                    run_notebook(nb, out_dir, per_notebook[nb], html=html, kernel_name=kernel_name,
+                                 log_output=log_output)
+                except BaseException:
+                    print(f" failed after {time.perf_counter() - start:.1f} s", flush=True)
+                    raise
+                timings[nb] = round(time.perf_counter() - start, 1)
+                print(f" {timings[nb]:.1f} s", flush=True)
 
-    summary = collect_summary(out_dir)
-    summary["run"] = {"name": run, "preset": preset, "params": merged, "notebooks": notebooks,
-                      "seconds_per_notebook": timings, "provenance": provenance(params=merged)}
-    write_json(summary, RunDir(out_dir).summary)
+            summary = collect_summary(out_dir)
+            summary["run"] = {"name": run, "id": run_id, "preset": preset, "params": merged,
+                              "notebooks": notebooks, "seconds_per_notebook": timings,
+                              "built_from": notebook_runs(out_dir, merged.get("seeds", [])),
+                              "provenance": provenance(params=merged)}
+            write_json(summary, RunDir(out_dir).summary)
+        finally:
+            if saved_id is None:
+                os.environ.pop(RUN_ID_ENV, None)
+            else:
+                os.environ[RUN_ID_ENV] = saved_id
     return out_dir
+
+
+def notebook_runs(out_dir: Path, seeds) -> dict[str, list[str]]:
+    """For each notebook whose outputs are in ``out_dir``: the ids of the runs that wrote them
+    (more than one when a later run reused an earlier run's output or ran only some notebooks)."""
+    run = RunDir(out_dir)
+    found = {}
+    for nb, names in NOTEBOOK_OUTPUTS.items():
+        ids = set()
+        for pattern in names:
+            for seed in (seeds if "{seed}" in pattern else [None]):
+                path = run.stage(pattern.format(seed=seed))
+                if path.is_file():
+                    data = read_json(path)
+                    ids.add(data.get("run_id") or (data.get("provenance") or {}).get("run_id")
+                            or "unknown (written before run ids)")
+        if ids:
+            found[nb] = sorted(ids)
+    return found
 
 
 def collect_summary(out_dir: Path) -> dict:

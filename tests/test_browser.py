@@ -193,3 +193,80 @@ def test_explore_notebook_widget_renders_and_slides(lab_notebook):
             browser.close()
     assert figure.is_file() and figure.stat().st_size > 1000, log.read_text()[-3000:]
     print(f"browser test: {time.monotonic() - start:.1f} s in the browser")
+
+
+# Pixel statistics of the images in the output cells that follow the markdown cell whose heading
+# contains `heading`, up to the next markdown cell (one report section).
+SECTION_IMAGES_JS = """
+(heading) => {
+    const cells = Array.from(document.querySelectorAll('.jp-Cell'));
+    const start = cells.findIndex(c => c.classList.contains('jp-MarkdownCell')
+                                       && c.textContent.includes(heading));
+    if (start < 0) return null;
+    const images = [];
+    for (const cell of cells.slice(start + 1)) {
+        if (cell.classList.contains('jp-MarkdownCell')) break;
+        images.push(...cell.querySelectorAll('.jp-OutputArea-output img'));
+    }
+    return images.map(img => {
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        if (!img.complete || !c.width || !c.height) return {w: 0, h: 0, min: 0, max: 0};
+        const ctx = c.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        const d = ctx.getImageData(0, 0, c.width, c.height).data;
+        let min = 255, max = 0;
+        for (let i = 0; i < d.length; i += 4) {
+            for (let k = 0; k < 3; k++) { min = Math.min(min, d[i + k]); max = Math.max(max, d[i + k]); }
+        }
+        return {w: c.width, h: c.height, min, max};
+    });
+}
+"""
+
+
+@pytest.fixture
+def explore_report(tmp_path, tiny_synthetic):
+    """00_explore executed by the runner with tiny parameters: its HTML report."""
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set DARKNB_CHROMIUM)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from darknb.pipeline import run_pipeline
+
+    out = run_pipeline("offline", preset=None, notebooks=["00_explore"], reports_dir=tmp_path,
+                       params=dict(data_root=str(tiny_synthetic), cache_dir=str(tmp_path / "cache"),
+                                   enhancer_fit_steps=3, val_fraction=0.0, max_frames=6))
+    return out / "00_explore.html"
+
+
+def test_explore_report_shows_the_player_section_offline(explore_report):
+    """With the network blocked (the widget manager's CDN out of reach) the frame-by-frame section
+    of the HTML report still shows its frames: the static strip, drawn, not blank."""
+    from playwright import sync_api
+
+    blocked = []
+
+    def only_the_file(route):
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1400, "height": 1000})
+            context.route("**/*", only_the_file)
+            page = context.new_page()
+            page.goto(explore_report.as_uri(), wait_until="load", timeout=60_000)
+            page.wait_for_function(
+                "() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
+            stats = page.evaluate(SECTION_IMAGES_JS, "Frame by frame")
+        finally:
+            browser.close()
+    assert stats is not None, "no 'Frame by frame' section in the report"
+    assert stats, "the frame-by-frame section shows no image offline"
+    for s in stats:
+        assert s["w"] > 100 and s["max"] > s["min"] + 20, f"blank image in the player section: {s}"
+    print(f"offline report: {len(stats)} image(s) in the player section; blocked {blocked[:3]}")

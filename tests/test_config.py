@@ -101,6 +101,17 @@ def test_registries_list_what_they_build():
     from darknb.models.classifiers import list_models
     from darknb.models.enhancers import list_enhancers
 
-    assert {"synthetic", "synthetic_lit", "arid", "arid1.5", "arid1.1", "dark48"} == set(list_datasets())
+    assert {"synthetic", "synthetic_lit", "arid", "arid1.5", "arid1.1", "dark48", "folder"} == set(list_datasets())
     assert {"zerodce", "zerodce++", "gamma", "none"} == set(list_enhancers())
     assert {"vit_bert", "vit_bert_tiny"} <= set(list_models())
+
+
+def test_every_preset_parameter_is_declared_by_a_notebook():
+    """`run --preset paper` used to be refused before any notebook ran: the preset set `tracker`,
+    which no notebook declared."""
+    from darknb.config import PRESETS
+    from darknb.pipeline import notebook_parameters
+
+    for name, params in PRESETS.items():
+        per_notebook = notebook_parameters(["02_teacher"], params)  # raises on an undeclared key
+        assert per_notebook["02_teacher"].get("tracker", "") == params.get("tracker", ""), name

@@ -227,3 +227,61 @@ def cli_check(args):
     from darknb.cli import main
 
     return main([*args, "--check"])
+
+
+# ---------------------------------------------------------------------------- what a report shows
+
+def test_show_hides_the_index_rounds_by_column_and_says_when_empty():
+    frame = pd.DataFrame({"arm": ["teacher", "student"], "top-1 (%)": [35.428572, 24.0],
+                          "p (Holm)": [0.000123456, 0.15234], "ratio": [1.141313, 12.5]})
+    html = tables.show(frame).to_html()
+    for shown in ("35.4", "0.000123", "0.152", "1.14", "12.5"):
+        assert f">{shown}<" in html, shown
+    assert "35.428572" not in html and "<th class=\"row_heading" not in html
+    indexed = frame.set_index("arm")  # a meaningful index becomes the first column
+    assert ">teacher<" in tables.show(indexed).to_html()
+    empty = tables.show(pd.DataFrame(columns=["video", "reason"]), empty="No video was skipped.")
+    assert empty.data == "No video was skipped."
+    long = "does the student beat its teacher? " * 3
+    assert long.strip() in tables.show(pd.DataFrame({"question": [long.strip()]})).to_html()
+
+
+def test_parameters_table_lists_only_what_differs(tmp_path):
+    from darknb.config import notebook_defaults, resolve_path
+
+    params = dict(notebook_defaults("02_teacher"))
+    assert "at its default" in tables.parameters_table(params, "02_teacher").data
+    params.update(epochs=2, seeds=[0, 1], data_root=resolve_path("data/synthetic"),  # same path
+                  output_dir=resolve_path("reports/tiny"), lr=0.001)
+    rows = dict(tables.changed_parameters(params, "02_teacher"))
+    assert rows == {"epochs": "2", "seeds": "0, 1", "output_dir": "reports/tiny"}
+    html = tables.parameters_table(params, "02_teacher").to_html()
+    assert "RunConfig(" not in html and ">reports/tiny<" in html
+
+
+def test_prediction_report_is_a_small_table_with_its_notes():
+    result = {"video": "/data/clip.mp4", "frames": 5, "seconds": 0.123, "device": "cpu",
+              "protocol": {"views": "1x1", "clips": 1, "crops": 1, "num_frames": 8},
+              "top": [{"class": "Wave", "probability": 0.151234}, {"class": "Run", "probability": 0.1}],
+              "notes": ["the video has 5 frames, fewer than the model's 8-frame clip"]}
+    html = tables.prediction_report(result, what="the student").data
+    assert "<code>clip.mp4</code>" in html and ">15.1<" in html and ">Wave<" in html
+    assert "Note: the video has 5 frames" in html and "0.151234" not in html
+    assert "nothing to classify" in tables.prediction_report(None).data
+
+
+def test_sections_without_results_say_so_in_a_sentence():
+    assert "not pre-trained here" in tables.zero_shot_table(None).data
+    assert "control was not run" in tables.control_table(None).data
+    assert "grid was not run" in tables.ablation_table(None).data
+    assert "no scene or actor" in tables.splits_summary(
+        {"train": 6, "val": 3, "test": 6, "scene_disjoint": True}).data
+    assert "analytic" in tables.enhancer_summary({"name": "gamma", "source": "analytic"}).data
+    rows = tables.comparisons_table([{"a": "student", "b": "teacher", "question": "q?",
+                                      "mean_diff": -10.56, "ci95_low": -21.2, "ci95_high": 0.1,
+                                      "p_value": 0.0504321, "p_holm": 0.15123, "mde_top1": 14.24,
+                                      "n_seeds": 5, "mcnemar": [{"p_value": 0.000123}]}])
+    assert rows.iloc[0].to_dict() == {
+        "comparison": "student - teacher", "question": "q?", "mean diff (pts)": "-10.6",
+        "95% CI (pts)": "-21.2 to +0.1", "p (paired t)": "0.0504", "p (Holm)": "0.151",
+        "MDE 80% (pts)": "14.2", "seeds": 5, "McNemar p per seed": "0.000123"}

@@ -137,3 +137,17 @@ def test_class_counts_pick_video_and_brightness_summary(tiny_synthetic):
     assert summary.loc["raw", "clipped_white_pct"] == pytest.approx(100 / 16)
     assert summary.loc["raw", "black_pct"] == pytest.approx(100 * 15 / 16)
     assert summary.loc["raw", "mean_brightness"] == pytest.approx(1 / 16)
+
+
+def test_filmstrip_shows_frames_evenly_spaced_with_a_reference_row(video):
+    from darknb.report.widgets import filmstrip
+
+    frames = read_frames(video, range(8))
+    fig = filmstrip(frames, _plain_enhancers(), columns=4, reference={"well-lit": frames})
+    axes = fig.get_axes()
+    assert len(axes) == 4 * 4  # rows: well-lit, raw, gamma 2, none; 4 frames each
+    assert [ax.get_title().split(" |")[0] for ax in axes[:4]] == ["frame 0", "frame 2", "frame 5",
+                                                                  "frame 7"]
+    assert [ax.get_ylabel() for ax in axes[::4]] == ["well-lit", "raw", "gamma 2", "none"]
+    with pytest.raises(ConfigError, match="columns"):
+        filmstrip(frames, _plain_enhancers(), columns=0)

@@ -25,7 +25,15 @@ import torch
 from darknb.data.framecache import FrameCache, check_cache_root
 from darknb.data.lists import read_list, read_mapping, safe_relpath
 from darknb.data.loader import ClipKey, ClipTransform, RawClip, collate_raw
-from darknb.data.sampling import crop_box, default_resize_short, make_raw_clip, sample_frame_indices
+from darknb.data.sampling import (
+    TRAIN_CROPS,
+    crop_box,
+    default_resize_short,
+    make_raw_clip,
+    resized_size,
+    sample_frame_indices,
+    with_light_view,
+)
 from darknb.data.video import probe, read_frames
 from darknb.errors import ConfigError, DatasetError, VideoReadError
 
@@ -49,7 +57,13 @@ class VideoListDataset(torch.utils.data.Dataset):
     Sampling (DarkLight): ``"consecutive"`` = T consecutive frames, random offset in training,
     centred in test, looping short videos; ``"uniform"`` = T equal segments, one frame from each
     (random in training, centre in test). The real frame count (:func:`darknb.video.probe`, cached)
-    is used, so no index past the end is ever asked for.
+    is used, so no index past the end is ever asked for. Training crop: ``crop`` (one of
+    :data:`darknb.data.sampling.TRAIN_CROPS`; ``"multiscale"`` is DarkLight's MultiScaleCrop);
+    without it ``multiscale`` picks ``"scale_jitter"`` (the default) or ``"random"``.
+
+    Two views (DarkLight's two-stream model, :meth:`add_light_view`): every clip carries its frames
+    and their gamma view (the gamma lookup table applied to the native frames before any resize);
+    ``dataset[i]`` and the loader's clips are then ``(6, T, size, size)``: the clip, then the view.
 
     Errors: list entries outside ``root`` -> ``DatasetError`` naming list file and line. Missing
     video files -> ``DatasetError`` naming them (``on_error="raise"``) or recorded in ``.skipped``
@@ -71,7 +85,7 @@ class VideoListDataset(torch.utils.data.Dataset):
                  std: Sequence[float] | None = None, seed: int = 0, return_index: bool = False,
                  on_error: str = "raise", backend: str | None = None,
                  cache_dir: str | os.PathLike | None = None, classes: Sequence[str] | None = None,
-                 label_base: int = 0):
+                 label_base: int = 0, crop: str | None = None):
         # ---- validate parameters (ConfigError names the parameter)
         if int(num_frames) < 1:
             raise ConfigError(f"VideoListDataset: num_frames must be >= 1, got {num_frames}")
@@ -89,6 +103,8 @@ class VideoListDataset(torch.utils.data.Dataset):
             raise ConfigError(f"VideoListDataset: backend must be None, 'decord' or 'pyav', got {backend!r}")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"VideoListDataset: seed must be a non-negative int, got {seed!r}")
+        if crop is not None and crop not in TRAIN_CROPS:
+            raise ConfigError(f"VideoListDataset: crop must be one of {TRAIN_CROPS}, got {crop!r}")
         if not train and (flip or multiscale):
             raise ConfigError("VideoListDataset: flip/multiscale are training augmentations; "
                               f"got flip={flip}, multiscale={multiscale} with train=False")
@@ -111,6 +127,9 @@ class VideoListDataset(torch.utils.data.Dataset):
         self.sampling, self.train = sampling, bool(train)
         self.flip = self.train if flip is None else bool(flip)
         self.multiscale = self.train if multiscale is None else bool(multiscale)
+        self.crop = crop or ("scale_jitter" if self.multiscale else "random")  # training crop
+        self.light_gamma: float | None = None  # DarkLight's gamma view (add_light_view)
+        self._light: VideoListDataset | None = None
         self.normalize, self.mean, self.std = bool(normalize), mean, std
         # the device half of every item: see darknb.loader (the engine applies it to whole batches)
         self.clip_transform = ClipTransform(self.size, mean if normalize else None,
@@ -230,6 +249,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         clone.cache_dir = Path(cache_dir) if cache_dir else None
         clone._cache = clone._open_cache(clone.cache_dir)
         clone._frame_counts = {}
+        clone.light_gamma, clone._light = None, None  # a view of its own; add_light_view again
         clone.skipped = list(self.skipped)
         if clone.cache_dir is not None:
             missing = [rel for rel, _ in self.samples if clone._cached_path(rel) is None]
@@ -250,6 +270,25 @@ class VideoListDataset(torch.utils.data.Dataset):
     def frame_cache(self) -> FrameCache | None:
         """The frame cache this dataset reads (its format, its content identity), or None."""
         return self._cache
+
+    def add_light_view(self, gamma: float, light_cache_dir: str | os.PathLike | None = None
+                       ) -> VideoListDataset:
+        """Give every clip DarkLight's second view: the frames through its gamma lookup table
+        (:func:`darknb.data.sampling.gamma_lut`), applied to the NATIVE frames before any resize
+        (DarkLight's ``ReadSegmentRGB_light``: LUT, then the 170x128 resize, then the crop).
+        Decoded videos are native: the table is applied in the worker. A frame cache holds
+        resized frames, so a cached dataset reads the view from ``light_cache_dir``, a cache
+        whose frames were passed through the table at native resolution, then resized as the raw
+        cache (:func:`darknb.data.splits.ensure_light_cache`). Returns self."""
+        if self.cache_dir is not None and light_cache_dir is None:
+            raise ConfigError(f"{type(self).__name__}: the gamma view of cached frames needs "
+                              "light_cache_dir (the table must be applied before the resize that "
+                              f"made the frames of {self.cache_dir}); see ensure_light_cache")
+        if not float(gamma) > 0:
+            raise ConfigError(f"add_light_view: gamma must be > 0, got {gamma!r}")
+        self.light_gamma = float(gamma)
+        self._light = self.with_cache(light_cache_dir) if self.cache_dir is not None else None
+        return self
 
     def _cached_path(self, rel: str) -> Path | None:
         return None if self._cache is None else self._cache.path(rel)
@@ -286,7 +325,11 @@ class VideoListDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, int(key.epoch), index])
         try:
             n = self.frame_count(rel)
-            frames = self._load(rel, self.frame_indices(n, rng, clip=key.clip, clips=key.clips))
+            indices = self.frame_indices(n, rng, clip=key.clip, clips=key.clips)
+            frames = self._load(rel, indices)
+            if self.light_gamma is not None:  # DarkLight's gamma view, from native frames
+                light = None if self._light is None else self._light.frames(rel, indices)
+                frames = with_light_view(frames, self.light_gamma, light)
         except (VideoReadError, DatasetError) as exc:
             if self.on_error == "raise":
                 raise
@@ -294,9 +337,14 @@ class VideoListDataset(torch.utils.data.Dataset):
             return None
         H, W = frames.shape[1:3]
         box = crop_box(H, W, size=self.size, resize_short=self.resize_short, train=self.train,
-                       multiscale=self.multiscale, rng=rng, crop=key.crop, crops=key.crops)
+                       multiscale=self.multiscale, rng=rng, crop=key.crop, crops=key.crops,
+                       train_crop=self.crop)
         flip = self.train and self.flip and rng.random() < 0.5
-        return make_raw_clip(frames, box, flip=flip, label=label, index=index, view=key.view)
+        # frames already at the crop's resized size (a cache at short side resize_short): an
+        # integral box, cut exactly and resampled with the antialiased filter (darknb.data.loader)
+        exact = resized_size(H, W, size=self.size, resize_short=self.resize_short) == (H, W)
+        return make_raw_clip(frames, box, flip=flip, label=label, index=index, view=key.view,
+                             exact=exact, streams=1 if self.light_gamma is None else 2)
 
     def __getitem__(self, index: int):
         item = self.raw(ClipKey(int(index), self.epoch))

@@ -14,10 +14,11 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from darknb.data.framecache import CACHE_MANIFEST, TRANSFORM_MANIFEST
 from darknb.data.synthetic import MANIFEST as SYNTHETIC_MANIFEST
 from darknb.errors import CheckpointError
-from darknb.files import sha256_file
-from darknb.provenance import data_checksum
+from darknb.files import read_json, sha256_file
+from darknb.provenance import data_checksum, digest
 
 # ARID's official list files, recognised by their sha256. Sources (checksums of the files as
 # published, see shared/reference/arid/README.md):
@@ -144,3 +145,66 @@ def data_provenance(name: str | None, datasets) -> dict:
             "lossy_frame_cache": (f"{', '.join(lossy)}: frames stored lossily "
                                   f"({', '.join(sorted({caches[d]['format'] for d in lossy}))})"
                                   if lossy else None)}
+
+
+_ENTRIES_MEMO: dict[tuple[str, int, int], dict] = {}
+# A transformed (enhanced) cache's record of the raw frames each of its videos was made from:
+# rel -> sha256 of the raw cache's entry (:func:`darknb.engine.teacher.ensure_enhanced_cache`)
+SOURCE_RECORD = "raw_frames.json"
+
+
+def cache_entries(cache_dir: str | os.PathLike | None) -> dict:
+    """A frame cache's ``cache.json`` ``videos`` entries (rel -> entry), {} without one;
+    remembered per (file, size, mtime) for this process."""
+    if cache_dir is None:
+        return {}
+    marker = Path(cache_dir) / CACHE_MANIFEST
+    if not marker.is_file():
+        return {}
+    st = marker.stat()
+    key = (str(marker.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _ENTRIES_MEMO:
+        _ENTRIES_MEMO[key] = dict(read_json(marker).get("videos", {}))
+    return _ENTRIES_MEMO[key]
+
+
+def content_identity(dataset) -> str:
+    """sha256 of what a dataset's clips are read from, per video it serves: the frame cache's
+    ``cache.json`` entry of that video, hashed whole (so whatever the cache records about a file,
+    e.g. its checksum, is part of it), and for an enhanced cache its ``transform.json`` (the
+    enhancer's weights) and the raw frames each video was made from; a video the cache lacks is decoded, and identified by its size and
+    mtime. Paths are relative to the dataset root: a moved project keeps its identity."""
+    cache_dir = getattr(dataset, "cache_dir", None)
+    entries = cache_entries(cache_dir)
+    videos = {}
+    for rel, _ in dataset.samples:
+        if rel in entries:
+            videos[rel] = entries[rel]
+        else:
+            path = Path(dataset.root) / rel
+            st = path.stat() if path.is_file() else None
+            videos[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns} if st else None
+    extra = {}
+    for name in (TRANSFORM_MANIFEST, SOURCE_RECORD):  # an enhanced cache: enhancer, raw frames
+        path = Path(cache_dir) / name if cache_dir is not None else None
+        if path is not None and path.is_file():
+            held = read_json(path)
+            extra[name] = held if name == TRANSFORM_MANIFEST else {
+                rel: held.get(rel) for rel, _ in dataset.samples}
+    return digest({"videos": videos, **extra})
+
+
+def data_fingerprint(name: str, datasets) -> dict | None:
+    """The data part of a stage's fingerprint (:mod:`darknb.provenance`): dataset name, class
+    names, each subset's list sha256 (:func:`dataset_identity`) and the content identity of its
+    clips (:func:`content_identity`). None for datasets without list files."""
+    present = [ds for ds in datasets if ds is not None]
+    identity = identity_of(name, present)
+    if identity is None:
+        return None
+    content = {}
+    for ds in present:
+        subset = getattr(ds, "subset", None) or Path(ds.list_file).stem
+        content[subset] = content_identity(ds)
+    return {"dataset": identity["name"], "classes": identity["classes"],
+            "lists": {k: v["sha256"] for k, v in identity["lists"].items()}, "content": content}

@@ -52,7 +52,7 @@ import threading
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -82,6 +82,8 @@ last read in this process."""
 read_stats: collections.Counter = collections.Counter()
 """Number of :func:`read_frames` calls served by each path in this process (plus
 ``"decord-failed"`` / ``"pyav-seek-failed"``: reads whose first path failed and fell back)."""
+
+FrameTransform = Callable[[np.ndarray], np.ndarray]  # one (H, W, 3) uint8 frame -> another
 
 _PROBE_CACHE: dict[tuple, "VideoInfo"] = {}
 _PROBE_LOCK = threading.Lock()
@@ -359,30 +361,35 @@ def count_frames(path: str | os.PathLike) -> int:
     return probe(path).num_frames
 
 
-def _rgb_converter():
+def _rgb_converter(transform: FrameTransform | None = None):
     """A function frame -> uint8 (H, W, 3) RGB equal to ``frame.to_ndarray(format="rgb24")``, but
     reusing one swscale context for all frames of a read: every decoded frame otherwise builds its
     own (``VideoFrame.reformat`` makes a new ``VideoReformatter`` per frame), which measured ~200 of
-    the ~260 us per 320x240 frame."""
+    the ~260 us per 320x240 frame. ``transform`` (see :func:`read_frames`) is applied to each
+    frame as it is converted."""
     try:
         from av.video.reformatter import VideoReformatter
         reformatter = VideoReformatter()
     except Exception:  # pragma: no cover - a PyAV without it: the per-frame way
-        return lambda frame: frame.to_ndarray(format="rgb24")
+        def rgb(frame) -> np.ndarray:
+            return frame.to_ndarray(format="rgb24")
+    else:
+        def rgb(frame) -> np.ndarray:
+            return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
-    def convert(frame) -> np.ndarray:
-        return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    if transform is None:
+        return rgb
+    return lambda frame: transform(rgb(frame))
 
-    return convert
 
-
-def _read_pyav_sequential(path: Path, order: Sequence[int], last: int) -> dict[int, np.ndarray]:
+def _read_pyav_sequential(path: Path, order: Sequence[int], last: int,
+                          transform: FrameTransform | None = None) -> dict[int, np.ndarray]:
     # Decode forward from frame 0, counting frames in presentation order: exact for every codec
     # because no seek (and no timestamp -> index arithmetic) is involved. Only wanted frames are
     # converted to RGB, which is most of the per-frame cost.
     wanted = set(order)
     out: dict[int, np.ndarray] = {}
-    to_rgb = _rgb_converter()
+    to_rgb = _rgb_converter(transform)
     container = _open_av(path)
     try:
         stream = container.streams.video[0]
@@ -462,8 +469,8 @@ def _decode_run(container, stream, index: _SeekIndex, k: int, want: list[int],
                         f"{int(index.key_idx[k])}")
 
 
-def _read_pyav_seek(path: Path, unique: list[int], index: _SeekIndex
-                    ) -> dict[int, np.ndarray] | None:
+def _read_pyav_seek(path: Path, unique: list[int], index: _SeekIndex,
+                    transform: FrameTransform | None = None) -> dict[int, np.ndarray] | None:
     """Frames ``unique`` (sorted) via seeks, each verified against ``index``; None when this path
     cannot serve them (caller decodes from frame 0 instead)."""
     runs = _plan_runs(index, unique)
@@ -474,7 +481,7 @@ def _read_pyav_seek(path: Path, unique: list[int], index: _SeekIndex
         container = _open_av(path)
     except VideoReadError:
         return None  # the sequential path reports it
-    fresh, to_rgb = True, _rgb_converter()
+    fresh, to_rgb = True, _rgb_converter(transform)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "NONE"  # see _read_pyav_sequential
@@ -502,17 +509,19 @@ def _read_pyav_seek(path: Path, unique: list[int], index: _SeekIndex
     return out
 
 
-def _read_pyav(path: Path, key: tuple, unique: list[int]) -> tuple[str, dict[int, np.ndarray]]:
+def _read_pyav(path: Path, key: tuple, unique: list[int], transform: FrameTransform | None = None
+               ) -> tuple[str, dict[int, np.ndarray]]:
     """PyAV read of sorted ``unique``: ``pyav-seek`` where it can serve them, else sequential."""
     index = _seek_index(path, key)
     if index.seekable:
-        frames = _read_pyav_seek(path, unique, index)
+        frames = _read_pyav_seek(path, unique, index, transform)
         if frames is not None:
             return "pyav-seek", frames
-    return "pyav-sequential", _read_pyav_sequential(path, unique, unique[-1])
+    return "pyav-sequential", _read_pyav_sequential(path, unique, unique[-1], transform)
 
 
-def _read_decord(path: Path, unique: list[int], sequential: bool) -> dict[int, np.ndarray]:
+def _read_decord(path: Path, unique: list[int], sequential: bool,
+                 transform: FrameTransform | None = None) -> dict[int, np.ndarray]:
     decord = _import_decord()
     if decord is None:
         raise VideoReadError(f"backend 'decord' requested for {path} but decord is not installed")
@@ -524,10 +533,11 @@ def _read_decord(path: Path, unique: list[int], sequential: bool) -> dict[int, n
             if sequential:
                 # Contiguous 0..max decodes forward without seeking: exact where seeks are not.
                 batch = vr.get_batch(list(range(0, unique[-1] + 1))).asnumpy()
-                frames = {i: batch[i] for i in unique}
+                frames = {i: batch[i] if transform is None else transform(batch[i]) for i in unique}
             else:
                 batch = vr.get_batch(unique).asnumpy()
-                frames = {i: batch[k] for k, i in enumerate(unique)}
+                frames = {i: batch[k] if transform is None else transform(batch[k])
+                          for k, i in enumerate(unique)}
         finally:
             del vr
     except VideoReadError:
@@ -538,7 +548,7 @@ def _read_decord(path: Path, unique: list[int], sequential: bool) -> dict[int, n
 
 
 def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | None = None, *,
-                allow_truncated: bool = False) -> np.ndarray:
+                allow_truncated: bool = False, transform: FrameTransform | None = None) -> np.ndarray:
     """Read exactly the frames ``indices`` of ``path`` as uint8 RGB ``(len(indices), H, W, 3)``.
 
     Order is the order asked; duplicates are allowed. ``backend``: None (decord random access where
@@ -546,6 +556,14 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
     sequential) or ``"decord"`` (random access where exact, else decord sequential). Raises
     ``VideoReadError`` for an unreadable or truncated file (``allow_truncated``: see :func:`probe`)
     or an index outside ``[0, probe(path).num_frames)``.
+
+    ``transform``: a function of one decoded frame ``(H, W, 3)`` uint8 to another (e.g. a resize),
+    applied as each frame arrives, so that only transformed frames are kept (inference on long
+    HD videos: :mod:`darknb.engine.inference`); the result stacks its outputs. Such a read goes
+    through PyAV (verified seeks) even where decord is exact (``backend=None``): decord's random
+    access raised the peak memory by 0.5-0.7 GB for 80 frames of a 3,000-frame 720p H.264 video,
+    PyAV's seeks by 30 MB for the same frames (measured, benchmarks/bench_predict.py), and the
+    per-file seek index is already there (:func:`probe` built it).
     """
     global last_backend
     if backend not in (None, "decord", "pyav"):
@@ -564,21 +582,22 @@ def read_frames(path: str | os.PathLike, indices: Iterable[int], backend: str | 
 
     if backend == "pyav":
         used = "pyav-sequential"
-        frames = _read_pyav_sequential(path, unique, unique[-1])
-    elif backend is None and (not info.decord_exact or _import_decord() is None):
-        used, frames = _read_pyav(path, key, unique)
+        frames = _read_pyav_sequential(path, unique, unique[-1], transform)
+    elif backend is None and (not info.decord_exact or _import_decord() is None
+                              or transform is not None):
+        used, frames = _read_pyav(path, key, unique, transform)
     else:
         sequential = not info.decord_exact
         used = "decord-sequential" if sequential else "decord-random"
         try:
-            frames = _read_decord(path, unique, sequential)
+            frames = _read_decord(path, unique, sequential, transform)
         except VideoReadError:
             if backend == "decord":
                 raise
             # Automatic choice: a decord failure on a file PyAV probed fine is decord's problem;
             # PyAV either reads it exactly or raises its own error naming the file.
             read_stats["decord-failed"] += 1
-            used, frames = _read_pyav(path, key, unique)
+            used, frames = _read_pyav(path, key, unique, transform)
 
     missing = [i for i in unique if i not in frames]
     if missing:

@@ -9,6 +9,7 @@ another order give the same weights.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,10 @@ from darknb.files import RunDir
 from darknb.models.classifiers import create_model
 from darknb.models.enhancers import ZeroDCE
 
-__all__ = ["build_classifier", "enhancer_kwargs", "epoch_seed", "fast_enhancers", "lr_at",
-           "make_accelerator", "make_optimizer", "process_state", "resolve_pretrained", "set_seed"]
+__all__ = ["build_classifier", "channel_statistics", "check_patch_size", "enhancer_kwargs",
+           "epoch_seed", "fast_enhancers", "input_statistics", "lr_at", "make_accelerator",
+           "make_optimizer", "patch_size", "process_state", "resolve_pretrained",
+           "set_input_statistics", "set_seed"]
 
 
 def resolve_pretrained(cfg: RunConfig) -> str:
@@ -42,13 +45,101 @@ def resolve_pretrained(cfg: RunConfig) -> str:
     return str(path)
 
 
+def _patch_of(model: nn.Module) -> int:
+    """The pixel size of a model's patches (its ViT's patch embedding), 1 without one."""
+    sizes = [getattr(m, "patch_size") for m in model.modules() if type(m).__name__ == "PatchEmbed"]
+    sizes = [max(s) if isinstance(s, (tuple, list)) else int(s) for s in sizes]
+    return max(sizes, default=1)
+
+
+def patch_size(model_name: str) -> int:
+    """The patch size in pixels of a registered model (8 for ``vit_bert_tiny``, 16 for
+    ``vit_bert``; 1 for the convolutional ones), read from the model built on the meta device:
+    no weights, no memory, nothing downloaded."""
+    with torch.device("meta"):
+        model = create_model(model_name, 2)
+    return _patch_of(model)
+
+
+def check_patch_size(model_name: str, size: int, patch: int | None = None) -> None:
+    """Refuse an input ``size`` that is not a multiple of the model's patch size: the rows and
+    columns past the last whole patch would never be seen."""
+    patch = patch_size(model_name) if patch is None else patch
+    if size % patch:
+        low = size - size % patch
+        raise ConfigError(f"parameter 'size': {size} px is not a multiple of {model_name}'s "
+                          f"{patch}-px patches, so the last {size % patch} rows and columns of "
+                          f"every frame would be ignored; use {low} or {low + patch}")
+
+
 def build_classifier(cfg: RunConfig, num_classes: int) -> nn.Module:
     """``cfg.model`` for ``num_classes``; its initial weights are a function of ``cfg.seed``
-    (and of the pre-trained backbone, :func:`resolve_pretrained`)."""
+    (and of the pre-trained backbone, :func:`resolve_pretrained`). An input size that is not a
+    multiple of its patch size is refused (:func:`check_patch_size`)."""
     pretrained = resolve_pretrained(cfg)
     torch.manual_seed(cfg.seed)
-    return create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
-                        pretrained=pretrained, input_norm=cfg.input_norm)
+    model = create_model(cfg.model, num_classes, img_size=cfg.size, num_frames=cfg.num_frames,
+                         pretrained=pretrained, input_norm=cfg.input_norm)
+    check_patch_size(cfg.model, cfg.size, _patch_of(model))
+    return model
+
+
+def channel_statistics(dataset, *, max_videos: int = 400, transform=None
+                       ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of a dataset's frames in [0, 1] (the first ``max_videos`` in a
+    fixed order, every frame), as ImageNet's statistics are of ImageNet's images. ``transform``
+    (uint8 frames ``(N, H, W, 3)`` -> uint8 or float in [0, 1]) is applied first: an online
+    teacher's enhancer."""
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    count = 0
+    for rel, _ in dataset.samples[:max_videos]:
+        frames = dataset.frames(rel, np.arange(dataset.frame_count(rel)))
+        if transform is not None:
+            frames = transform(frames)
+        frames = frames.reshape(-1, 3) / (255.0 if frames.dtype == np.uint8 else 1.0)
+        total += frames.sum(0)
+        squares += (frames ** 2).sum(0)
+        count += len(frames)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
+    return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+
+
+def set_input_statistics(model: nn.Module, mean, std) -> None:
+    """Write the per-channel input statistics ``model`` normalises with (its ``mean`` / ``std``
+    buffers, saved with its weights; a Teacher's are its classifier's)."""
+    target = getattr(model, "classifier", model)
+    with torch.no_grad():
+        target.mean.copy_(torch.tensor(mean, dtype=target.mean.dtype).view_as(target.mean))
+        target.std.copy_(torch.tensor(std, dtype=target.std.dtype).view_as(target.std))
+
+
+def input_statistics(cfg: RunConfig, dataset, *, transform=None, what: str = "raw") -> dict:
+    """``input_norm="dataset"``: the per-channel statistics of an arm's own training inputs
+    (``dataset``'s frames, through ``transform`` for an online teacher). Computed once per run and
+    input (``what``: "raw" or "enhanced") and kept in ``<output_dir>/input_stats.json``, keyed by
+    the frames' cache and its manifest, so every seed's arm of the same input shares them."""
+    import hashlib
+    import json
+
+    from darknb.files import read_json, write_json
+
+    cache = getattr(dataset, "cache_dir", None)
+    manifest = Path(cache) / "cache.json" if cache else None
+    key = hashlib.sha256(json.dumps({
+        "what": what, "cache": str(cache), "list": str(getattr(dataset, "list_file", "")),
+        "manifest": manifest.read_text() if manifest is not None and manifest.is_file() else None,
+    }, sort_keys=True).encode()).hexdigest()[:16]
+    path = RunDir(cfg.output_dir).root / "input_stats.json"
+    known = read_json(path) if path.is_file() else {}
+    if key not in known:
+        mean, std = channel_statistics(dataset, transform=transform)
+        known[key] = {"input": what, "mean": mean, "std": std, "cache": str(cache),
+                      "videos": min(len(dataset.samples), 400)}
+        if process_state().is_main_process:
+            write_json(known, path)
+    return known[key]
 
 
 def enhancer_kwargs(cfg: RunConfig) -> dict:
@@ -63,9 +154,11 @@ NO_WEIGHT_DECAY = ("*pos_embed", "*cls_token")
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms, CLS tokens and positional embeddings
-    (``timm.optim.param_groups_weight_decay``, timm's rule)."""
+    (``timm.optim.param_groups_weight_decay``, timm's rule). The fused implementation (one kernel
+    for every parameter, on the CPU as on a GPU): measured on the demo's tiny ViT at 1 thread,
+    0.47 ms per step instead of 2.0 ms for PyTorch's per-parameter loop on a CPU."""
     groups = param_groups_weight_decay(model, cfg.weight_decay, no_weight_decay_list=NO_WEIGHT_DECAY)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
 
 
 def lr_at(step: int, *, steps_per_epoch: int, cfg: RunConfig) -> float:

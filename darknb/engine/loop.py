@@ -46,13 +46,17 @@ from darknb.engine.build import (
 from darknb.engine.checkpoint import CheckpointWriter, load_checkpoint, snapshot
 from darknb.engine.distill import SoftTargets, TeacherCache, kd_loss
 from darknb.engine.evaluate import evaluate
+from darknb.engine.records import stage_fingerprint
 from darknb.errors import CheckpointError, TrainingError
 from darknb.files import RunDir
+from darknb.models.classifiers import Teacher
+from darknb.provenance import check_fingerprint, run_id
 
 __all__ = ["fit", "train_one_epoch"]
 
 
-# Config fields that may differ between a checkpoint and the run resuming it.
+# Config fields that may differ between a checkpoint written before fingerprints (darknb 0.1 before
+# issue 15) and the run resuming it; newer checkpoints compare fingerprints (:func:`resume`).
 _RESUMABLE_CHANGES = {"epochs", "output_dir", "resume", "num_workers", "cache_dir", "on_error",
                       "save_every", "eval_views", "tracker", "compile"}
 
@@ -145,24 +149,67 @@ class TrainState:
     best_weights: dict | None = None
     steps: int = 0
     speed: list = field(default_factory=list)
+    run_id: str | None = None  # the run that trained (or is training) the weights
+    code_changed: list = field(default_factory=list)  # COMPUTE_CODE files changed since the checkpoint
 
 
-def resume(model: nn.Module, optimizer, cfg: RunConfig, path: Path, identity: dict | None) -> TrainState:
-    """The state to start from: the checkpoint at ``path`` when ``cfg.resume`` and it exists (its
-    config and data must be this run's), else a fresh one."""
+def _check_schedule(saved_epochs: int, done: int, cfg: RunConfig, path: Path,
+                    steps_per_epoch: int) -> None:
+    """A resume may change ``epochs`` only where the learning rate of the epochs already trained
+    stays what it was (a constant schedule past its warm-up): a cosine over 2 epochs continued as
+    one over 4 would jump (lr 1.5e-4 at the end of epoch 2, then 3.1e-4), a schedule no
+    uninterrupted run has. Raises :class:`CheckpointError` naming both values."""
+    if saved_epochs == cfg.epochs or done == 0:
+        return
+    old = cfg.replace(epochs=saved_epochs)
+    steps = done * steps_per_epoch
+    same = all(math.isclose(lr_at(k, steps_per_epoch=steps_per_epoch, cfg=old),
+                            lr_at(k, steps_per_epoch=steps_per_epoch, cfg=cfg), rel_tol=1e-9)
+               for k in range(steps))
+    if same:
+        return
+    last = lr_at(steps - 1, steps_per_epoch=steps_per_epoch, cfg=old)
+    following = lr_at(steps, steps_per_epoch=steps_per_epoch, cfg=cfg)
+    raise CheckpointError(
+        f"checkpoint {str(path)!r} trained {done} epoch(s) of a {cfg.lr_schedule} schedule over "
+        f"epochs={saved_epochs} (warmup_epochs={cfg.warmup_epochs}); this run asks for "
+        f"epochs={cfg.epochs}, whose schedule gives those epochs other learning rates: continuing "
+        f"would jump from lr {last:.2g} (end of epoch {done}) to {following:.2g}. Set resume=False "
+        f"(or `python -m darknb run --rerun`) to train {cfg.epochs} epochs from the start, or keep "
+        f"epochs={saved_epochs}")
+
+
+def resume(model: nn.Module, optimizer, cfg: RunConfig, path: Path, identity: dict | None,
+           fingerprint: dict | None = None, *, steps_per_epoch: int = 1) -> TrainState:
+    """The state to start from: the checkpoint at ``path`` when ``cfg.resume`` and it exists, else
+    a fresh one. The checkpoint must have been made from what this run reads: its data
+    (:func:`check_same_dataset`) and its fingerprint (settings, data content, weight files;
+    :func:`darknb.provenance.check_fingerprint`); ``epochs`` may change only where the learning
+    rates of the epochs done stay the same (:func:`_check_schedule`)."""
     if not (path.exists() and cfg.resume):
-        return TrainState()
+        return TrainState(run_id=run_id())
     state = load_checkpoint(path)
-    _check_resumable(state, cfg, path)
     if identity is not None:
         check_same_dataset(state.get("dataset"), identity, what=f"checkpoint {path}")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    saved = state.get("fingerprint")
+    code_changed = []
+    if saved is None or fingerprint is None:
+        _check_resumable(state, cfg, path)  # a checkpoint from before fingerprints
+    else:
+        code_changed = check_fingerprint(saved, fingerprint, what=f"checkpoint {str(path)!r}",
+                                         ignore=("code", "settings.epochs"))
     start = int(state["epoch"])
     if start > cfg.epochs:
         raise CheckpointError(f"checkpoint {str(path)!r} is at epoch {start}, past epochs={cfg.epochs}")
+    saved_epochs = (saved or {}).get("settings", {}).get("epochs", state.get("config", {}).get("epochs"))
+    if saved_epochs is not None:
+        _check_schedule(int(saved_epochs), start, cfg, path, steps_per_epoch)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
     return TrainState(epoch=start, history=list(state.get("history", [])),
-                      best=dict(state.get("best", TrainState().best)))
+                      best=dict(state.get("best", TrainState().best)),
+                      run_id=state.get("run_id") if start == cfg.epochs else run_id(),
+                      code_changed=code_changed)
 
 
 def train_one_epoch(model: nn.Module, forward, loader, optimizer, train_set, cfg: RunConfig, *,
@@ -240,7 +287,7 @@ def train_one_epoch(model: nn.Module, forward, loader, optimizer, train_set, cfg
 
 def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
         teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
-        progress: bool = True, extra_state: dict | None = None) -> dict:
+        progress: bool = True, extra_state: dict | None = None, reads: dict | None = None) -> dict:
     """Train ``model`` on ``splits.train`` for ``cfg.epochs`` epochs, select the final weights,
     evaluate them on ``splits.test`` once.
 
@@ -252,7 +299,10 @@ def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
     logits (:class:`SoftTargets`, through ``teacher_cache``); otherwise plain cross-entropy
     (``alpha * CE``). The checkpoint ``<output_dir>/<name>.ckpt`` is rewritten every
     ``cfg.save_every`` epochs (and after the last), in the background; an existing one is resumed
-    when ``cfg.resume``.
+    when ``cfg.resume`` and it was made from what this run reads: the stage's fingerprint
+    (:func:`darknb.engine.records.stage_fingerprint`: settings, data content, the pre-trained
+    weights of ``cfg.pretrained`` and the weight files in ``reads``, role -> path(s), e.g. the
+    teacher's checkpoint) is stored in every checkpoint and compared on resume.
 
     Several processes (``torchrun``/``accelerate launch``): ``cfg.batch_size`` is per process, each
     trains on its shard of every epoch, gradients are averaged; only the main process writes.
@@ -266,7 +316,8 @@ def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
     set_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)
     identity = identity_of(cfg.dataset, splits)
-    state = resume(model, optimizer, cfg, ckpt_path, identity)
+    fingerprint = (stage_fingerprint(cfg, splits, reads=reads, enhancer=isinstance(model, Teacher))
+                   if identity is not None else None)
     # on a CPU "the device" is the CPU: workers then transform too, instead of the main process
     in_workers = accelerator.device.type == "cpu" and cfg.num_workers > 0
     loader = make_loader(splits.train, batch_size=cfg.batch_size, train=True,
@@ -274,6 +325,8 @@ def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
                          transform_in_workers=in_workers)
     if len(loader) == 0:
         raise TrainingError(f"{name}: the training set is empty")
+    state = resume(model, optimizer, cfg, ckpt_path, identity, fingerprint,
+                   steps_per_epoch=math.ceil(len(loader) / cfg.grad_accum))
     val_loader = None if splits.val is None else make_loader(
         splits.val, batch_size=cfg.batch_size, train=False, num_workers=cfg.num_workers, rank=rank,
         world=world, transform_in_workers=in_workers)
@@ -311,7 +364,7 @@ def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
                     "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                     "history": state.history, "best": state.best, "config": cfg.to_dict(),
                     "name": name, "classes": list(splits.train.classes), "dataset": identity,
-                    **(extra_state or {})}))
+                    "fingerprint": fingerprint, "run_id": state.run_id, **(extra_state or {})}))
     finally:
         writer.wait()  # an interrupted run still leaves its last checkpoint complete on disk
         if cfg.tracker:
@@ -328,4 +381,5 @@ def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
             "selection": selection, "train_seconds": seconds,
             "teacher_seconds": targets.seconds if targets is not None else 0.0,
             "skipped": skipped, "speed": state.speed, "steps": state.steps, "processes": world,
-            "dataset": identity}
+            "dataset": identity, "fingerprint": fingerprint, "trained_by_run": state.run_id,
+            "code_changed": state.code_changed}

@@ -13,20 +13,25 @@ this file). :func:`zero_shot` asks whether a domain gap exists for enhancement t
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from darknb.config import RunConfig
 from darknb.data.datasets import build_dataset
 from darknb.data.splits import Splits
-from darknb.engine.build import build_classifier, process_state
+from darknb.engine.build import (
+    build_classifier,
+    channel_statistics,
+    process_state,
+    set_input_statistics,
+)
 from darknb.engine.checkpoint import load_final_state
 from darknb.engine.evaluate import evaluate
 from darknb.engine.loop import fit
 from darknb.files import RunDir, save_torch, write_json
 from darknb.models.classifiers import Teacher, pretrained_stats_file
+from darknb.provenance import file_sha256, run_id
 
-__all__ = ["PRETRAIN_DATASET", "channel_statistics", "pretrain_backbone", "pretrain_config", "zero_shot"]
+__all__ = ["PRETRAIN_DATASET", "pretrain_backbone", "pretrain_config", "zero_shot"]
 
 PRETRAIN_DATASET = "synthetic_lit"
 
@@ -34,7 +39,7 @@ PRETRAIN_DATASET = "synthetic_lit"
 def pretrain_config(cfg: RunConfig, *, epochs: int, lr: float) -> RunConfig:
     """The run's config for pre-training: same model, clips and optimiser, the well-lit set, from
     scratch, with the pre-training set's own statistics."""
-    return cfg.replace(dataset=PRETRAIN_DATASET, pretrained="", input_norm="backbone",
+    return cfg.replace(dataset=PRETRAIN_DATASET, pretrained="", input_norm="backbone", recipe="ft",
                        epochs=epochs, lr=lr, val_fraction=0.0, alpha=1.0, beta=0.0)
 
 
@@ -45,22 +50,6 @@ def _datasets(cfg: RunConfig, *subsets: str):
             for s in subsets]
 
 
-def channel_statistics(dataset, *, max_videos: int = 400) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of a dataset's frames in [0, 1] (the first ``max_videos`` in a
-    fixed order, every frame), as ImageNet's statistics are of ImageNet's images."""
-    total = np.zeros(3)
-    squares = np.zeros(3)
-    count = 0
-    for rel, _ in dataset.samples[:max_videos]:
-        frames = dataset.frames(rel, np.arange(dataset.frame_count(rel))).reshape(-1, 3) / 255.0
-        total += frames.sum(0)
-        squares += (frames ** 2).sum(0)
-        count += len(frames)
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
-    return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
-
-
 def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool = True) -> dict:
     """Pre-train ``cfg.model`` on the well-lit set and save its backbone for fine-tuning.
 
@@ -69,16 +58,16 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
     ``RunDir(cfg.output_dir).pretrained_backbone`` (the classifier without its last layer:
     ``pretrained=<that path>`` loads the ViT through timm's filter, which resamples position
     embeddings, and the temporal blocks) and its ``.json`` sidecar (statistics, classes,
-    provenance). Resumes like every stage (a finished pre-training is not redone).
+    provenance, fingerprint, sha256). Resumes like every stage (a finished pre-training is not
+    redone while its fingerprint matches); the same weights give the file byte for byte, so the
+    stages fine-tuned from it (which record its sha256) stay valid.
     Returns the :func:`darknb.engine.loop.fit` result plus ``"backbone"``, ``"stats"``, ``"classes"``.
     """
     pre_cfg = pretrain_config(cfg, epochs=epochs, lr=lr)
     train_set, val_set = _datasets(pre_cfg, "train", "val")
     mean, std = channel_statistics(train_set)
     model = build_classifier(pre_cfg, len(train_set.classes))
-    with torch.no_grad():
-        model.mean.copy_(torch.tensor(mean).view_as(model.mean))
-        model.std.copy_(torch.tensor(std).view_as(model.std))
+    set_input_statistics(model, mean, std)
     # validated (and reported) on the well-lit validation split: there is no test split here
     result = fit(model, Splits(train_set, val_set, val_set), pre_cfg, name="pretrain",
                  progress=progress)
@@ -96,8 +85,12 @@ def pretrain_backbone(cfg: RunConfig, *, epochs: int, lr: float, progress: bool 
                 trained_on=f"darknb synthetic well-lit set: {len(train_set)} clips of "
                            f"{len(train_set.classes)} classes (not the target classes)",
                 model=cfg.model, epochs=epochs, lr=lr, selection=result["selection"],
-                val_top1=result["metrics"]["top1"], checkpoint=str(run.checkpoint("pretrain")))
+                val_top1=result["metrics"]["top1"], checkpoint=str(run.checkpoint("pretrain")),
+                # what it was made from, and what it is: the stages that load it record its sha256
+                fingerprint=result["fingerprint"], trained_by_run=result["trained_by_run"],
+                run_id=run_id())
     if main:
+        info["sha256"] = file_sha256(run.pretrained_backbone)
         write_json(info, pretrained_stats_file(run.pretrained_backbone))
     return {**result, "backbone": str(run.pretrained_backbone), "stats": {"mean": mean, "std": std},
             "classes": list(train_set.classes), "info": info}

@@ -11,6 +11,7 @@ the student sees raw. A student's soft targets are computed up front on those en
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -22,16 +23,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from darknb.config import RunConfig
-from darknb.data.framecache import CACHE_MANIFEST
+from darknb.data.framecache import CACHE_MANIFEST, TRANSFORM_MANIFEST, cache_file
 from darknb.data.loader import PIPELINE as CLIP_PIPELINE
 from darknb.data.loader import ClipKey, batch_clips, collate_raw
-from darknb.data.protocol import check_same_dataset, dataset_identity
-from darknb.data.splits import Splits, prepare_cache
+from darknb.data.protocol import (
+    SOURCE_RECORD,
+    cache_entries,
+    check_same_dataset,
+    data_fingerprint,
+    dataset_identity,
+)
+from darknb.data.splits import Splits, adopt_moved_cache, build_datasets, prepare_cache
 from darknb.engine.build import build_classifier, enhancer_kwargs, make_accelerator, process_state
 from darknb.engine.checkpoint import load_final_state
 from darknb.engine.distill import TeacherCache
 from darknb.errors import CheckpointError, ConfigError, TrainingError
 from darknb.files import RunDir, read_json, write_json
+from darknb.provenance import check_fingerprint, code_version, digest, file_sha256
 from darknb.models.classifiers import Teacher
 from darknb.models.enhancers import (
     IdentityEnhancer,
@@ -66,27 +74,53 @@ def enhancer_fit_frames(dataset, *, num_videos: int = 48, per_video: int = 2, se
     return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
 
 
-def build_teacher_enhancer(cfg: RunConfig, train_set) -> tuple[nn.Module, dict]:
+def enhancer_fit_fingerprint(cfg: RunConfig, train_set) -> dict:
+    """What a zero-reference fit reads (:mod:`darknb.provenance`): its settings and the training
+    frames (list and content). Not the seed: one fit serves every seed of a run."""
+    return {"settings": {"enhancer": cfg.enhancer, "enhancer_fit_steps": cfg.enhancer_fit_steps,
+                         "enhancer_fit": cfg.enhancer_fit},
+            "data": data_fingerprint(cfg.dataset, [train_set]), "code": code_version()}
+
+
+def build_teacher_enhancer(cfg: RunConfig, train_set, *,
+                           refit: bool | None = None) -> tuple[nn.Module, dict]:
     """The teacher's enhancer: loaded from ``cfg.enhancer_checkpoint``, or (Zero-DCE without a
     checkpoint) fitted zero-reference on the training frames (``cfg.enhancer_fit`` protocol, see
     :func:`darknb.models.zero_reference.fit_settings`; Zero-DCE++ fitted at scale factor 1, run at
     ``cfg.enhancer_scale_factor``) and saved beside the run. One fit serves every seed of a run:
-    the enhancer is fixed preprocessing, like Zero-DCE's weights."""
+    the enhancer is fixed preprocessing, like Zero-DCE's weights.
+
+    A saved fit is reused while its fingerprint (:func:`enhancer_fit_fingerprint`) matches and its
+    file is the one fitted (sha256), else refused naming what changed; ``refit`` (default
+    ``not cfg.resume``) fits again. The seeds of a multi-seed run pass ``refit=False``: the run
+    fitted it once before them (:func:`darknb.study.arms.prepare_teachers`)."""
     info: dict[str, Any] = {"name": cfg.enhancer, **enhancer_kwargs(cfg)}
     if cfg.enhancer not in ("zerodce", "zerodce++") or cfg.enhancer_checkpoint:
         enhancer = build_enhancer(cfg.enhancer, checkpoint=cfg.enhancer_checkpoint or None,
                                   **enhancer_kwargs(cfg))
         info["source"] = cfg.enhancer_checkpoint or "analytic"
         return enhancer, info
+    refit = (not cfg.resume) if refit is None else refit
     run = RunDir(cfg.output_dir)
     fitted, record = run.fitted_enhancer(cfg.enhancer), run.fitted_enhancer_record(cfg.enhancer)
     # what the fit was made on: reusing a fit of other data or of another length is refused
     fit_of = {"dataset": dataset_identity(cfg.dataset, [train_set]),
-              "steps": cfg.enhancer_fit_steps, "seed": cfg.seed, "protocol": cfg.enhancer_fit}
-    if fitted.exists() and cfg.resume:
+              "steps": cfg.enhancer_fit_steps, "seed": cfg.seed, "protocol": cfg.enhancer_fit,
+              "fingerprint": enhancer_fit_fingerprint(cfg, train_set)}
+    if fitted.exists() and not refit:
         saved = read_json(record) if record.is_file() else None
-        if saved is not None:
-            check_same_dataset(saved.get("dataset"), fit_of["dataset"], what=f"fitted enhancer {fitted}")
+        what = f"fitted enhancer {fitted}"
+        if saved is not None and saved.get("fingerprint"):
+            check_same_dataset(saved.get("dataset"), fit_of["dataset"], what=what)
+            check_fingerprint(saved["fingerprint"], fit_of["fingerprint"], what=what,
+                              remedy="set resume=False (or `python -m darknb run --rerun`) to refit it")
+            if saved.get("sha256") and file_sha256(fitted) != saved["sha256"]:
+                raise CheckpointError(
+                    f"{what} is not the file that was fitted (sha256 {saved['sha256'][:12]} when "
+                    f"fitted, {file_sha256(fitted)[:12]} now): it was replaced. Delete it, or set "
+                    f"resume=False (or `python -m darknb run --rerun`) to refit it")
+        elif saved is not None:  # a record from before fingerprints
+            check_same_dataset(saved.get("dataset"), fit_of["dataset"], what=what)
             if saved.get("steps") != cfg.enhancer_fit_steps:
                 raise CheckpointError(
                     f"fitted enhancer {fitted} was fitted with enhancer_fit_steps={saved.get('steps')}, "
@@ -108,7 +142,7 @@ def build_teacher_enhancer(cfg: RunConfig, train_set) -> tuple[nn.Module, dict]:
         after = enhancer(frames[:16]).clamp(0, 1).mean().item()
     if process_state().is_main_process:  # every process fits the same weights; one writes them
         save_enhancer(enhancer, fitted)
-        write_json(fit_of, record)
+        write_json({**fit_of, "sha256": file_sha256(fitted)}, record)
     process_state().wait_for_everyone()
     # use the weights as a later process reloads them (the loader flushes subnormals): a run fitted
     # here and one resumed elsewhere then train the same teacher
@@ -121,18 +155,64 @@ def build_teacher_enhancer(cfg: RunConfig, train_set) -> tuple[nn.Module, dict]:
     return enhancer, info
 
 
-def ensure_enhanced_cache(cfg: RunConfig, enhancer: nn.Module, *, device: str | None = None) -> dict:
+def _raw_frames(cfg: RunConfig) -> dict[str, str]:
+    """rel -> sha256 of the raw frame cache's entry of every video the enhanced cache serves (the
+    run's train, validation and test lists): an enhanced frame is a function of its raw frame."""
+    lists = build_datasets(cfg.replace(val_fraction=0.0), check_videos=False).present()
+    entries = cache_entries(cfg.frame_cache)
+    return {rel: digest(entries.get(rel)) for ds in lists for rel, _ in ds.samples}
+
+
+def ensure_enhanced_cache(cfg: RunConfig, enhancer: nn.Module, *, device: str | None = None,
+                          rebuild: bool | None = None) -> dict:
     """Write (or reuse) ``cfg``'s enhanced frame cache: ``enhancer`` on native-resolution frames
     (on ``device``, default CUDA when present), then the raw cache's resize
     (:func:`darknb.data.splits.prepare_cache`). Returns where and what. Under several processes
-    the main one writes it; the others then find it complete."""
+    the main one writes it; the others then find it complete.
+
+    The cache records what made it: the enhancer (``transform.json``: class, settings, weights'
+    sha256) and, per video, the identity of the raw frames it enhanced (``raw_frames.json``). A
+    video whose raw frames changed since (re-decoded by ``prepare``) is enhanced again, and said.
+    A cache made by another enhancer is refused naming it, or, with ``rebuild`` (default
+    ``not cfg.resume``), deleted and written again."""
     state = process_state()
+    rebuild = (not cfg.resume) if rebuild is None else rebuild
     with state.main_process_first():
         if state.is_main_process:
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             module = enhancer.eval().to(device)
+            signature = enhancer_signature(module)
+            directory = cfg.enhanced_frame_cache
+            held_path, record_path = directory / TRANSFORM_MANIFEST, directory / SOURCE_RECORD
+            raw = _raw_frames(cfg)
+            if held_path.is_file():
+                adopt_moved_cache(directory, cfg.data_root)  # a moved project: recorded root
+                held = read_json(held_path)
+                if held != signature:
+                    change = "; ".join(f"{k}={held.get(k)!r}, this run asks for {signature.get(k)!r}"
+                                       for k in sorted(set(held) | set(signature))
+                                       if held.get(k) != signature.get(k))
+                    if not rebuild:
+                        raise CheckpointError(
+                            f"enhanced cache {directory} was made by another enhancer: {change}. "
+                            "Its frames would be stale: set resume=False (or `python -m darknb run "
+                            "--rerun`) to rebuild it, or delete the folder")
+                    print(f"[darknb] rebuilding the enhanced cache {directory}: {change}")
+                    shutil.rmtree(directory)
+            made_from = read_json(record_path) if record_path.is_file() else {}
+            stale = [rel for rel, now in raw.items() if rel in made_from and made_from[rel] != now]
+            if held_path.is_file() and not made_from:  # made before the record: its sources unknown
+                stale = [rel for rel in raw if cache_file(directory, rel, cfg.cache_format).is_file()]
+            for rel in stale:
+                cache_file(directory, rel, cfg.cache_format).unlink(missing_ok=True)
+            if stale:
+                print(f"[darknb] enhanced cache {directory}: {len(stale)} video(s) enhanced again, "
+                      f"their raw frames changed or are unrecorded ({', '.join(stale[:3])}"
+                      f"{' ...' if len(stale) > 3 else ''})")
             report = prepare_cache(cfg, transform=partial(enhance_uint8, module, device=device),
-                                   signature=enhancer_signature(module))  # short side: the raw cache's
+                                   signature=signature)  # short side: the raw cache's
+            write_json({**made_from, **{rel: raw[rel] for rel in report["videos"] if rel in raw}},
+                       record_path)
         else:  # the main process wrote it: read, write nothing
             report = read_json(cfg.enhanced_frame_cache / CACHE_MANIFEST)
             report = {**report, "written": 0, "reused": len(report["videos"])}
@@ -158,8 +238,11 @@ def load_teacher(cfg: RunConfig, path: str | Path, splits: Splits) -> nn.Module:
     saved = RunConfig.from_params(state.get("config", {}))
     cached = saved.teacher_input == "enhanced_cache"
     enhancer = IdentityEnhancer() if cached else build_enhancer(saved.enhancer, **enhancer_kwargs(saved))
-    teacher = Teacher(enhancer, build_classifier(saved, len(splits.train.classes)))
-    teacher.enhanced_cache = str(saved.enhanced_frame_cache) if cached else None
+    # every weight comes from the checkpoint: no pre-trained file is read (it may have moved)
+    teacher = Teacher(enhancer, build_classifier(saved.replace(pretrained=""), len(splits.train.classes)))
+    teacher.enhanced_cache = str(_teacher_enhanced_cache(state, saved, cfg, path)) if cached else None
+    # the files its weights came from: a student's fingerprint names them (sha256)
+    teacher.checkpoint_files = [str(p) for p in (path, RunDir.best_of(path)) if p.is_file()]
     try:
         teacher.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -169,6 +252,21 @@ def load_teacher(cfg: RunConfig, path: str | Path, splits: Splits) -> nn.Module:
             raise ConfigError(f"teacher was trained with {key}={getattr(saved, key)}, the student "
                               f"asks for {key}={getattr(cfg, key)}")
     return teacher.eval()
+
+
+def _teacher_enhanced_cache(state: dict, saved: RunConfig, cfg: RunConfig, path: Path) -> Path:
+    """Where an enhanced-cache teacher's frames are: the folder it was trained on; when that is
+    gone (a moved project), this run's enhanced cache or the one beside the checkpoint, provided
+    it was made by the same enhancer from the same frames (its ``transform.json`` is the one the
+    teacher recorded)."""
+    recorded = ((state.get("enhancer") or {}).get("enhanced_cache") or {}).get("enhancer")
+    candidates = [saved.enhanced_frame_cache, cfg.enhanced_frame_cache, RunDir(path.parent).enhanced_cache]
+    for folder in candidates:
+        held = Path(folder) / TRANSFORM_MANIFEST
+        if (Path(folder) / CACHE_MANIFEST).is_file() and held.is_file() and (
+                recorded is None or read_json(held) == recorded):
+            return Path(folder)
+    return saved.enhanced_frame_cache  # missing: fill_teacher_cache names it
 
 
 def teacher_cache_for(cfg: RunConfig, teacher: str = "teacher") -> TeacherCache:

@@ -3,6 +3,14 @@
 Teacher T = T_c(T_e(x)) (enhancer then classifier); the student is the classifier alone on raw frames
 (DL-KDD, PAPER.md "Architecture"). Models take clips ``(B, 3, T, H, W)`` in [0, 1] and normalise
 internally with the backbone's mean/std, so an enhancer can sit in front of the classifier.
+DarkLight's two-stream models also take ``(B, 6, T, H, W)``: the clip, then its gamma view made
+by the loader (darknb.data: the lookup table on native frames before the resize, as DarkLight).
+
+Which training crop each model gets (``RunConfig.crop="auto"``, darknb.config): the R(2+1)D models
+at the paper's size (``r2plus1d_bert``, ``r2plus1d_34_bert``, ``two_stream_r2plus1d_34_bert``)
+DarkLight's / LateTemporalModeling3DCNN's ``MultiScaleCrop`` (13 fixed positions, scales 1, .875,
+.75, .66); the ViT models and the CPU demo's models scale jitter (the same scales at a random
+position). Every model is tested on the centre crop.
 
 Discovery follows timm: ``list_models()`` and ``create_model(name, num_classes, **overrides)``.
 """
@@ -94,14 +102,24 @@ class BERTTemporalHead(nn.Module):
     at width 512; the parity test swaps in BERT5's forms to show the rest is equal, and bounds
     the difference with them. BERT5 initialises the CLS token and positions with N(0, 0.02) as
     here, and its attention dropout is always 0.1 (here ``dropout``, 0.1 by default).
+
+    The classifier ``fc``: ``fc_init="xavier"`` initialises it as both peers do
+    (LateTemporalModeling3DCNN's ``rgb_r2plus1d_64f_34_bert10`` and DarkLight's ``dark_light``:
+    ``torch.nn.init.xavier_uniform_(self.fc_action.weight); self.fc_action.bias.data.zero_()``);
+    ``"torch"`` keeps ``nn.Linear``'s default (kaiming-uniform weight, uniform bias), the CPU
+    demo's models' (their results were measured with it, see ``_TINY_VIT``).
     """
 
     def __init__(self, dim: int, num_classes: int, *,
                  num_frames: int, depth: int = 1, num_heads: int = 8, mlp_ratio: float = 4.0,
-                 dropout: float = 0.1, mask_keep_prob: float = 0.8, head_dropout: float = 0.8):
+                 dropout: float = 0.1, mask_keep_prob: float = 0.8, head_dropout: float = 0.8,
+                 fc_init: str = "xavier"):
         super().__init__()
         if not 0.0 < mask_keep_prob <= 1.0:
             raise ConfigError(f"BERT head: mask_keep_prob must be in (0, 1], got {mask_keep_prob}")
+        if fc_init not in ("xavier", "torch"):
+            raise ConfigError(f"BERT head: fc_init must be 'xavier' or 'torch', got {fc_init!r}")
+        self.fc_init = fc_init
         self.num_frames = num_frames
         self.mask_keep_prob = mask_keep_prob
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -111,6 +129,9 @@ class BERTTemporalHead(nn.Module):
             _Block(dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
         self.head_drop = nn.Dropout(head_dropout)
         self.fc = nn.Linear(dim, num_classes)
+        if fc_init == "xavier":  # BERT5's and DarkLight's classifier
+            nn.init.xavier_uniform_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
@@ -188,6 +209,13 @@ def _video_classifier_state(pretrained) -> dict | None:
     return None
 
 
+# How a ViT model normalises its input: "backbone" = the statistics its pre-trained weights were
+# trained with; "dataset" = the per-channel statistics of the arm's own training inputs (set by
+# the engine, darknb.engine.build.set_input_statistics, saved with the weights); "clip" = every
+# clip standardised by its own mean and std (a control).
+INPUT_NORMS = ("backbone", "dataset", "clip")
+
+
 def _standardise_clip(x: torch.Tensor) -> torch.Tensor:
     """Standardise each clip ``(B, C, T, H, W)`` by its own mean and std (see :class:`ViTBERT`)."""
     mu = x.mean(dim=(1, 2, 3, 4), keepdim=True)
@@ -205,6 +233,10 @@ class ViTBERT(nn.Module):
     it makes an enhanced clip almost rank-identical to the raw one, measured Spearman 0.994 after
     Zero-DCE, so enhancement can add nothing; earlier it was needed to train from scratch, where a
     ViT on dark clips saw an almost constant input after ImageNet-style normalisation).
+
+    Training crop (``crop="auto"``): scale jitter (MultiScaleCrop's scales at random positions);
+    the classifier is initialised xavier-uniform, bias 0, as BERT5's (``fc_init``; the CPU
+    preset keeps torch's default, see ``_TINY_VIT``).
     """
 
     def __init__(self, num_classes: int, *,
@@ -214,10 +246,11 @@ class ViTBERT(nn.Module):
                  input_norm: str = "backbone",
                  # temporal head
                  num_frames: int = 64, bert_depth: int = 1, bert_heads: int = 8,
-                 dropout: float = 0.1, mask_keep_prob: float = 0.8, head_dropout: float = 0.8):
+                 dropout: float = 0.1, mask_keep_prob: float = 0.8, head_dropout: float = 0.8,
+                 fc_init: str = "xavier"):
         super().__init__()
-        if input_norm not in ("backbone", "clip"):
-            raise ConfigError(f"input_norm must be 'backbone' or 'clip', got {input_norm!r}")
+        if input_norm not in INPUT_NORMS:
+            raise ConfigError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
         self.input_norm = input_norm
         video_state = _video_classifier_state(pretrained)  # darknb's own pre-trained file?
         self.backbone = _timm_backbone(backbone, img_size=img_size,
@@ -231,7 +264,7 @@ class ViTBERT(nn.Module):
         self.head = BERTTemporalHead(
             self.backbone.num_features, num_classes, num_frames=num_frames, depth=bert_depth,
             num_heads=bert_heads, dropout=dropout, mask_keep_prob=mask_keep_prob,
-            head_dropout=head_dropout)
+            head_dropout=head_dropout, fc_init=fc_init)
         if video_state is not None:
             self._load_pretrained_video(video_state, str(pretrained))
 
@@ -273,8 +306,14 @@ class ViTBERT(nn.Module):
         feats = self.backbone(rearrange(x, "b c t h w -> (b t) c h w"))  # (B*T, D) pooled
         return rearrange(feats, "(b t) d -> b t d", b=B)
 
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits of per-frame features ``(B, T, D)``; ``pre_logits``: the BERT CLS output the
+        classifier reads (timm's convention), e.g. for a linear probe."""
+        return self.head.forward_features(feats) if pre_logits else self.head(feats)
+
+    def get_classifier(self) -> nn.Linear:
+        """The last layer (timm's name): the linear probe of LP-FT initialises it."""
+        return self.head.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -304,12 +343,23 @@ class Teacher(nn.Module):
             self.enhancer.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor) -> torch.Tensor:
         if self.train_enhancer:
-            return self.classifier(self.enhancer(x))
+            return self.enhancer(x)
         with torch.no_grad():
-            enhanced = self.enhancer(x)
-        return self.classifier(enhanced.clamp(0.0, 1.0))
+            return self.enhancer(x).clamp(0.0, 1.0)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.forward_features(self.enhance(x))
+
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.classifier.forward_head(feats, pre_logits=pre_logits)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier.get_classifier()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.enhance(x))
 
 
 class NativeResolutionTeacher(nn.Module):
@@ -347,7 +397,8 @@ def create_model(name: str, num_classes: int, **overrides) -> nn.Module:
 
 @register_model
 def vit_bert(num_classes: int, **overrides) -> ViTBERT:
-    """The paper preset: ViT-B/16 at 112 px (7x7 patches), 64 frames, BERT 1 layer 8 heads."""
+    """The paper preset: ViT-B/16 at 112 px (7x7 patches), 64 frames, BERT 1 layer 8 heads;
+    scale-jitter training crops, BERT5's classifier init (xavier-uniform, bias 0)."""
     kw = dict(backbone="vit_base_patch16_224", img_size=112, num_frames=64)
     return ViTBERT(num_classes, **{**kw, **overrides})
 
@@ -357,8 +408,10 @@ def vit_bert(num_classes: int, **overrides) -> ViTBERT:
 # with the paper's head settings (CLS pooling, BERT key mask keep 0.8, dropout 0.1) it stayed at
 # chance; average-pooled frame features, no key mask and no BERT dropout learned. Head dropout
 # 0.1: the paper's 0.8 (on 512-768-d features) starves a 64-d one.
+# Its classifier keeps torch's default init (fc_init="torch"), not BERT5's xavier: a different
+# initial head gives different demo results, and the demo's recipe is being re-tuned on this model.
 _TINY_VIT = dict(backbone="vit_tiny_patch16_224", img_size=32, num_frames=8, mask_keep_prob=1.0,
-                 dropout=0.0, head_dropout=0.1,
+                 dropout=0.0, head_dropout=0.1, fc_init="torch",
                  backbone_kwargs=dict(patch_size=8, embed_dim=64, depth=3, num_heads=4,
                                       global_pool="avg"))
 
@@ -442,20 +495,35 @@ def load_ig65m_backbone(backbone: nn.Sequential, path: str | Path) -> dict:
             "source": IG65M_HEADS.get(classes, f"unknown ({classes}-class head)")}
 
 
+# Input statistics the R(2+1)D models normalise with. LateTemporalModeling3DCNN's training script
+# (two_stream_bert2.py) uses torchvision's Kinetics-400 video statistics for every "r2plus1d" arch;
+# DarkLight's (darklight.py) ImageNet's for both of its streams, with the same IG65M weights.
+INPUT_STATS = {"kinetics": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
+               "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
 class R2Plus1DBERT(nn.Module):
     """R(2+1)D (Tran et al. 2018) + the BERT head over its temporal feature map: the raw-video
     R(2+1)D-BERT of Kalfaoglu et al. 2020 (``rgb_r2plus1d_64f_34_bert10``: BERT5, key mask keep
-    0.8, Dropout(0.8) + Linear on CLS), the paper's "R(2+1)D + BERT (DarkLight setting)" row.
+    0.8, Dropout(0.8) + Linear on CLS, the Linear xavier-uniform with bias 0), the paper's
+    "R(2+1)D + BERT (DarkLight setting)" row.
 
     ``depth=34``: :func:`r2plus1d_34_backbone`, ``pretrained`` = the local path of an ig65m-pytorch
     checkpoint (:func:`load_ig65m_backbone`; the paper's row uses IG65M). ``depth=18``: torchvision's
     ``r2plus1d_18``, from scratch only. The backbone downsamples time by 8 and space by 16; the
     spatial mean (LateTemporalModeling's AvgPool3d((1, 7, 7)) at 112 px) of each of the T/8 steps
-    is one BERT token (at least 1)."""
+    is one BERT token (at least 1).
+
+    Preprocessing as LateTemporalModeling3DCNN's: ``input_norm="backbone"`` (= ``"kinetics"``)
+    normalises with Kinetics-400 statistics (:data:`INPUT_STATS`), and with ``crop="auto"`` it
+    trains on MultiScaleCrop's 13 fixed positions (darknb.data.sampling)."""
+
+    NORM = "kinetics"  # what input_norm="backbone" means for this class
 
     def __init__(self, num_classes: int, *, depth: int = 18, num_frames: int = 64,
-                 input_norm: str = "kinetics", pretrained: str | bool = "", bert_heads: int = 8,
-                 head_dropout: float = 0.8, mask_keep_prob: float = 0.8, num_tokens: int | None = None):
+                 input_norm: str = "backbone", pretrained: str | bool = "", bert_heads: int = 8,
+                 head_dropout: float = 0.8, mask_keep_prob: float = 0.8, num_tokens: int | None = None,
+                 fc_init: str = "xavier"):
         super().__init__()
         if depth not in (18, 34):
             raise ConfigError(f"R(2+1)D depth must be 18 or 34, got {depth!r}")
@@ -466,30 +534,52 @@ class R2Plus1DBERT(nn.Module):
             raise ConfigError("R(2+1)D-34: pretrained must be the local path of an ig65m-pytorch "
                               "checkpoint (e.g. r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth); "
                               "darknb downloads nothing")
-        input_norm = "kinetics" if input_norm == "backbone" else input_norm  # its own statistics
-        if input_norm not in ("kinetics", "clip"):
-            raise ConfigError(f"input_norm must be 'kinetics' (= 'backbone') or 'clip', got {input_norm!r}")
+        input_norm = self.NORM if input_norm == "backbone" else input_norm  # its own statistics
+        if input_norm not in (*INPUT_STATS, "clip"):
+            raise ConfigError(f"input_norm must be 'backbone' (= {self.NORM!r}), one of "
+                              f"{sorted(INPUT_STATS)} or 'clip' (the ViT models also take 'dataset'), got {input_norm!r}")
         net = r2plus1d_18(weights=None) if depth == 18 else r2plus1d_34_backbone()
         self.depth = depth
         self.backbone = nn.Sequential(net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
         self.pretrained_info = load_ig65m_backbone(self.backbone, pretrained) if pretrained else None
         self.input_norm = input_norm
-        # torchvision's Kinetics-400 video statistics (also LateTemporalModeling's for IG65M)
-        self.register_buffer("mean", torch.tensor((0.43216, 0.394666, 0.37645)).view(1, 3, 1, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor((0.22803, 0.22145, 0.216989)).view(1, 3, 1, 1, 1),
-                             persistent=False)
+        mean, std = INPUT_STATS[input_norm if input_norm != "clip" else self.NORM]
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1), persistent=False)
         self.head = BERTTemporalHead(512, num_classes, num_frames=num_tokens or max(1, num_frames // 8),
                                      num_heads=bert_heads, head_dropout=head_dropout,
-                                     mask_keep_prob=mask_keep_prob)
+                                     mask_keep_prob=mask_keep_prob, fc_init=fc_init)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = _standardise_clip(x) if self.input_norm == "clip" else (x - self.mean) / self.std
         fmap = self.backbone(x)  # (B, 512, T/8, H/16, W/16)
         return rearrange(fmap.mean(dim=(3, 4)), "b d t -> b t d")
 
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head.forward_features(feats) if pre_logits else self.head(feats)
+
+    def get_classifier(self) -> nn.Linear:
+        return self.head.fc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+
+def _two_views(x: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A two-stream model's input -> (raw clip, gamma view), each ``(B, 3, T, H, W)``.
+
+    ``(B, 6, ...)``: the loader's two views, the gamma view made as DarkLight makes it (its uint8
+    lookup table on the native frames, before the resize: darknb.data.sampling.with_light_view);
+    what training, evaluation and ``predict`` pass to ``two_stream_r2plus1d_34_bert`` and
+    ``two_stream_bert``. ``(B, 3, ...)``: one view; the gamma view is made here from the resized
+    clip, ``x ** (1 / gamma)`` (darknb's earlier approximation: the CPU demo's
+    ``two_stream_bert_tiny``, and cost counting)."""
+    if x.shape[1] == 6:
+        return x[:, :3], x[:, 3:]
+    if x.shape[1] != 3:
+        raise ConfigError(f"two-stream model: expected 3 (one view) or 6 (clip + gamma view) "
+                          f"channels, got {x.shape[1]}")
+    return x, x.clamp(0.0, 1.0) ** (1.0 / gamma)
 
 
 class TwoStreamR2Plus1DBERT(R2Plus1DBERT):
@@ -497,7 +587,14 @@ class TwoStreamR2Plus1DBERT(R2Plus1DBERT):
     ``dark_light`` with ``both_flow='True'``): ONE R(2+1)D-34 (IG65M) applied to the raw clip and
     to its gamma-corrected view (GIC, gamma 1.8), the 2 x T/8 tokens of both concatenated into
     DarkLight's ``self_attention`` (BERT5 with ``mask_prob=1``: no key masking), Dropout(0.8) +
-    Linear on CLS. Inference runs the backbone twice."""
+    Linear on CLS (xavier-uniform, bias 0). Inference runs the backbone twice.
+
+    Preprocessing as DarkLight's ``darklight.py``: both streams normalised with ImageNet statistics
+    (``input_norm="backbone"`` = ``"imagenet"``), the gamma view from the loader (6 channels, see
+    :func:`_two_views`: the uint8 table on native frames before the resize), and with
+    ``crop="auto"`` MultiScaleCrop's 13 fixed positions, the same crop for both views."""
+
+    NORM = "imagenet"
 
     def __init__(self, num_classes: int, *, gamma: float = 1.8, num_frames: int = 64,
                  mask_keep_prob: float = 1.0, **kw):
@@ -506,8 +603,8 @@ class TwoStreamR2Plus1DBERT(R2Plus1DBERT):
         self.gamma = gamma
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        light = x.clamp(0.0, 1.0) ** (1.0 / self.gamma)
-        return torch.cat([super().forward_features(x), super().forward_features(light)], dim=1)
+        raw, light = _two_views(x, self.gamma)
+        return torch.cat([super().forward_features(raw), super().forward_features(light)], dim=1)
 
 
 class TwoStreamViTBERT(ViTBERT):
@@ -515,7 +612,10 @@ class TwoStreamViTBERT(ViTBERT):
     gamma-corrected view (GIC, gamma 1.8) go through ONE shared backbone; the BERT head attends
     over the 2T frame tokens of both views (learned positions tell the views apart) without key
     masking, as DarkLight's ``self_attention`` (``mask_prob=1``). Inference runs the backbone twice.
-    DarkLight itself is :class:`TwoStreamR2Plus1DBERT` (R(2+1)D-34)."""
+    DarkLight itself is :class:`TwoStreamR2Plus1DBERT` (R(2+1)D-34). Both views are normalised
+    with the ViT's own statistics. ``two_stream_bert`` gets its gamma view from the loader (see
+    :func:`_two_views`); the CPU demo's ``two_stream_bert_tiny`` makes it from the resized clip.
+    Training crop: scale jitter, as the other ViT models."""
 
     def __init__(self, num_classes: int, *, gamma: float = 1.8, num_frames: int = 64,
                  mask_keep_prob: float = 1.0, **kw):
@@ -523,14 +623,15 @@ class TwoStreamViTBERT(ViTBERT):
         self.gamma = gamma
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        light = x.clamp(0.0, 1.0) ** (1.0 / self.gamma)
-        return torch.cat([super().forward_features(x), super().forward_features(light)], dim=1)
+        raw, light = _two_views(x, self.gamma)
+        return torch.cat([super().forward_features(raw), super().forward_features(light)], dim=1)
 
 
 @register_model
 def r2plus1d_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
     """Raw-video R(2+1)D-18 + BERT5 at the paper's clip (64 frames, 112 px), from scratch. NOT the
-    paper's "DarkLight setting" row: that is ``r2plus1d_34_bert`` with IG65M weights."""
+    paper's "DarkLight setting" row: that is ``r2plus1d_34_bert`` with IG65M weights.
+    LateTemporalModeling3DCNN's preprocessing: Kinetics statistics, MultiScaleCrop."""
     kw = dict(num_frames=64)
     kw.update(overrides)
     kw.pop("img_size", None)  # convolutional: any frame size
@@ -539,8 +640,9 @@ def r2plus1d_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
 
 @register_model
 def r2plus1d_bert_tiny(num_classes: int, **overrides) -> R2Plus1DBERT:
-    """R(2+1)D-18 + BERT5, scratch-trained on CPU clips: per-clip standardisation (see ViTBERT)."""
-    kw = dict(num_frames=8, input_norm="clip", head_dropout=0.1)
+    """R(2+1)D-18 + BERT5, scratch-trained on CPU clips: per-clip standardisation (see ViTBERT);
+    the CPU demo's crop (scale jitter) and torch's default classifier init, as ``_TINY_VIT``."""
+    kw = dict(num_frames=8, input_norm="clip", head_dropout=0.1, fc_init="torch")
     kw.update(overrides)
     kw.pop("img_size", None)
     return R2Plus1DBERT(num_classes, **kw)
@@ -549,7 +651,8 @@ def r2plus1d_bert_tiny(num_classes: int, **overrides) -> R2Plus1DBERT:
 @register_model
 def r2plus1d_34_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
     """R(2+1)D-34 + BERT5 at the paper's clip (64 frames, 112 px): the paper's "R(2+1)D + BERT
-    (DarkLight setting)" row when ``pretrained`` is an ig65m-pytorch IG65M checkpoint file."""
+    (DarkLight setting)" row when ``pretrained`` is an ig65m-pytorch IG65M checkpoint file.
+    LateTemporalModeling3DCNN's preprocessing: Kinetics statistics, MultiScaleCrop."""
     kw = dict(depth=34, num_frames=64)
     kw.update(overrides)
     kw.pop("img_size", None)  # convolutional: any frame size
@@ -559,7 +662,9 @@ def r2plus1d_34_bert(num_classes: int, **overrides) -> R2Plus1DBERT:
 @register_model
 def two_stream_r2plus1d_34_bert(num_classes: int, **overrides) -> TwoStreamR2Plus1DBERT:
     """DarkLight (raw + gamma 1.8, one shared R(2+1)D-34, self_attention without key masking) at
-    the paper's clip; give ``pretrained`` an ig65m-pytorch IG65M checkpoint file as DarkLight does."""
+    the paper's clip; give ``pretrained`` an ig65m-pytorch IG65M checkpoint file as DarkLight does.
+    DarkLight's preprocessing: ImageNet statistics for both streams, the gamma view from the
+    loader (table on native frames, before the resize), MultiScaleCrop."""
     kw = dict(depth=34, num_frames=64)
     kw.update(overrides)
     kw.pop("img_size", None)
@@ -568,12 +673,14 @@ def two_stream_r2plus1d_34_bert(num_classes: int, **overrides) -> TwoStreamR2Plu
 
 @register_model
 def two_stream_bert(num_classes: int, **overrides) -> TwoStreamViTBERT:
-    """DarkLight's raw + gamma two-stream (no key masking) on the paper's ViT-B/16 + BERT."""
+    """DarkLight's raw + gamma two-stream (no key masking) on the paper's ViT-B/16 + BERT; the
+    gamma view from the loader (table on native frames), scale-jitter crops."""
     kw = dict(backbone="vit_base_patch16_224", img_size=112, num_frames=64)
     return TwoStreamViTBERT(num_classes, **{**kw, **overrides})
 
 
 @register_model
 def two_stream_bert_tiny(num_classes: int, **overrides) -> TwoStreamViTBERT:
-    """The ViT two-stream (no key masking) on vit_bert_tiny's backbone."""
+    """The ViT two-stream (no key masking) on vit_bert_tiny's backbone: the CPU demo's; as
+    earlier darknb, its gamma view is made in the model from the resized clip."""
     return TwoStreamViTBERT(num_classes, **{**_TINY_VIT, **overrides})

@@ -132,23 +132,31 @@ def plot_accuracy_vs_cost(table, *, cost: str = "gflops_per_clip", title: str = 
 
 
 
-def plot_ablation(table, *, value: str = "top1"):
-    """Heatmap of alpha x beta (mean over seeds), one panel per temperature."""
+def plot_ablation(points: list[dict], *, teacher: dict | None = None, no_kd: dict | None = None,
+                  value: str = "top1", title: str = ""):
+    """The ablation: test (or validation, ``value="val_top1"``) top-1 against beta, one line per
+    temperature, error bars = sd over seeds; beta = 0 (no KD, T irrelevant) starts every line. The
+    teacher's and the no-KD student's levels (study arms: ``{"top1", "top1_std"}``) are reference
+    lines. ``points``: the ``points`` of :func:`darknb.study.experiments.ablation_summary`."""
     import matplotlib.pyplot as plt  # lazy: matplotlib only for figures (slow to import)
 
-    temps = sorted(table.temperature.unique())
-    fig, axes = plt.subplots(1, len(temps), figsize=(3.6 * len(temps), 3.2), squeeze=False)
-    for ax, T in zip(axes[0], temps):
-        # beta = 0 rows were run once (T irrelevant): show them in every panel
-        sub = table[(table.temperature == T) | (table.beta == 0)]
-        grid = sub.pivot_table(index="alpha", columns="beta", values=value, aggfunc="mean")
-        image = ax.imshow(grid.values, cmap="viridis", vmin=0, vmax=100)
-        ax.set_xticks(range(len(grid.columns)), [f"{b:g}" for b in grid.columns])
-        ax.set_yticks(range(len(grid.index)), [f"{a:g}" for a in grid.index])
-        for (i, j), v in np.ndenumerate(grid.values):
-            if not np.isnan(v):
-                ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="white", fontsize=9)
-        ax.set(xlabel="beta (KD weight)", ylabel="alpha (CE weight)", title=f"T = {T:g}, {value} (%)")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    table = pd.DataFrame(points)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    base = table[table.beta == 0]
+    markers = "osD^v"
+    for k, T in enumerate(sorted(table[table.beta > 0].temperature.unique(), reverse=True)):
+        line = pd.concat([base, table[(table.temperature == T) & (table.beta > 0)]]).sort_values("beta")
+        err = line[f"{value}_std"] if f"{value}_std" in line else None
+        ax.errorbar(line.beta, line[value], yerr=err, marker=markers[k % len(markers)], capsize=3,
+                    lw=1.6, label=f"student, T = {T:g}")
+    for ref, name, style in ((teacher, "teacher (enhanced input)", "--"),
+                             (no_kd, "student without KD", ":")):
+        level = (ref or {}).get(value if value != "val_top1" else "val_top1")
+        if level is not None:
+            ax.axhline(level, color="grey", ls=style, lw=1.2, label=name)
+    ax.set(xlabel="beta (weight of the KD term; alpha = 1)", ylabel=f"{'validation' if value == 'val_top1' else 'test'} top-1 (%)",
+           title=title or "Ablation: top-1 against beta (mean ± sd over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
-

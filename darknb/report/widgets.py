@@ -7,6 +7,9 @@ reader can see what the teacher sees and the student does not.
 
 - :func:`frame_comparison` — an ipywidgets player: one image per variant, a frame slider + Play.
 - :func:`comparison_figure` — the same as a static matplotlib grid (rows = variants, cols = frames).
+- :func:`filmstrip` — the player's clip as a static strip, frames evenly spaced: what an HTML
+  report shows where no kernel can drive the player (a report opened offline, or anywhere: the
+  player's images are drawn by Python on every slider move).
 - :func:`brightness_histograms` — pixel-value histograms, raw vs enhanced.
 - :func:`class_counts`, :func:`pick_video`, :func:`brightness_summary` — the small tables
   notebook 00 shows, so the notebook itself only calls the library.
@@ -284,6 +287,24 @@ def comparison_figure(source, enhancers=("zerodce", "gamma"), *, checkpoint=None
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def filmstrip(source, enhancers=("zerodce", "gamma"), *, checkpoint=None, columns: int = 8,
+              max_frames: int = 64, reference: Mapping[str, np.ndarray] | None = None,
+              title: str | None = None):
+    """The clip of :func:`frame_comparison` as a static strip: one row per variant (``reference``
+    rows such as ``{"well-lit": frames}`` first, then the raw frames, then each enhancer), up to
+    ``columns`` frames evenly spaced from the first to the last, each titled with its index and
+    mean brightness. A report's HTML shows this where the live player cannot run; it needs no
+    JavaScript. Returns a ``matplotlib.figure.Figure``."""
+    decoded = _frames_of(source, max_frames, "filmstrip")
+    n = decoded.shape[0]
+    if not isinstance(columns, int) or columns < 1:
+        raise ConfigError(f"filmstrip: columns must be an int >= 1, got {columns!r}")
+    idx = sorted({int(i) for i in np.linspace(0, n - 1, min(columns, n)).round()})
+    return comparison_figure(decoded, enhancers, checkpoint=checkpoint, frames=idx,
+                             max_frames=max_frames, reference=reference, panel_width=1.5,
+                             title=title or f"{len(idx)} of {n} frames, evenly spaced")
 
 
 def _frames_of(source, max_frames: int, name: str) -> np.ndarray:

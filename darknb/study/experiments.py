@@ -7,7 +7,6 @@ notebooks 04 and 05 call. Published numbers are labelled ``reported``; ours ``me
 
 from __future__ import annotations
 
-import itertools
 import time
 from functools import partial
 from pathlib import Path
@@ -31,7 +30,16 @@ from darknb.files import RunDir, read_json, write_json
 from darknb.models.classifiers import NativeResolutionTeacher, Teacher, create_model
 from darknb.models.enhancers import build_enhancer
 from darknb.paper import ARID_FRAME, PAPER_CLIP, reported_table
-from darknb.study.arms import arm_name, train_arm
+from darknb.engine.records import save_stage
+from darknb.provenance import run_id
+from darknb.study.arms import (
+    arm_name,
+    paired_comparison,
+    require_inputs,
+    stage_files,
+    train_arm,
+    with_holm,
+)
 from darknb.study.flops import count_flops, count_parameters, measure_latency
 from darknb.study.stats import accuracy_ci, correct_by_video
 
@@ -40,64 +48,126 @@ from darknb.study.stats import accuracy_ci, correct_by_video
 # ----------------------------------------------------------------------------------------------
 
 
-def ablation_grid(alphas, betas, temperatures, seeds) -> list[dict]:
-    """The grid points; T is irrelevant without KD (beta = 0), so it is run once there, and
-    alpha = beta = 0 (no loss at all) is dropped."""
-    points = []
-    for seed, a, b in itertools.product(seeds, alphas, betas):
-        if a == 0 and b == 0:
-            continue
-        for T in (temperatures if b > 0 else temperatures[:1]):
-            points.append({"alpha": float(a), "beta": float(b), "temperature": float(T), "seed": int(seed)})
-    if not points:
-        raise ConfigError("ablation grid is empty (every point had alpha = beta = 0)")
-    return points
+def ablation_points(cfg: RunConfig, *, betas, temperatures) -> list[dict]:
+    """The ablation's grid (issue: the alpha/beta ablation the suite promises): beta swept at
+    ``alpha = cfg.alpha`` and ``T = cfg.temperature``; T swept at ``beta = cfg.beta``. T is
+    irrelevant without KD (beta = 0), so there it is the run's T; each point once, in order;
+    alpha = beta = 0 (no loss at all) is refused."""
+    points = [(cfg.alpha, float(b), cfg.temperature) for b in betas]
+    points += [(cfg.alpha, cfg.beta, float(T)) for T in temperatures]
+    unique = []
+    for alpha, beta, T in points:
+        point = {"alpha": float(alpha), "beta": beta, "temperature": T if beta > 0 else cfg.temperature}
+        if alpha == 0 and beta == 0:
+            raise ConfigError("ablation point alpha = beta = 0 has no loss at all; drop beta 0 or "
+                              "use alpha > 0")
+        if point not in unique:
+            unique.append(point)
+    if not unique:
+        raise ConfigError("the ablation grid is empty: give betas or temperatures")
+    return unique
 
 
-def run_ablation(cfg: RunConfig, *, alphas=(1.0,), betas=(0.0, 1.0), temperatures=(1.0,), seeds=(0,),
-                 progress: bool = False):
-    """Train one student per grid point against the frozen teacher of its seed (``teacher_s<seed>``
-    of ``02_teacher``); returns a DataFrame with validation and test top-1.
+def point_name(point: dict) -> str:
+    """``a1_b0.5_T4``: a grid point's name in file names and tables."""
+    return "a{alpha:g}_b{beta:g}_T{temperature:g}".format(**point)
 
-    Teacher soft targets are cached per (seed, epoch, video index): a training clip is a pure
-    function of those, so the cached logits equal what the teacher would compute online and the
-    sweep runs the teacher once per seed instead of once per grid point (``03_student``'s KD run
-    already filled the cache). ``teacher_s`` is the time a run spent computing teacher logits;
-    ``uncached_estimate_s`` = that run's time + the teacher time measured when the cache was
-    filled, i.e. what it would have cost without the cache (measured, per run).
-    """
+
+def study_arm_of(point: dict, cfg: RunConfig) -> str | None:
+    """The study arm a grid point coincides with (its runs are reused, not trained again):
+    beta = 0 is the no-KD student, the run's (alpha, beta, T) the distilled student."""
+    if point["alpha"] == cfg.alpha and point["beta"] == 0:
+        return "student_no_kd"
+    if (point["alpha"], point["beta"], point["temperature"]) == (cfg.alpha, cfg.beta, cfg.temperature):
+        return "student"
+    return None
+
+
+def train_ablation_point(cfg: RunConfig, point: dict, seed: int, progress: bool = False) -> dict:
+    """One student of the grid for ``seed``, distilled from that seed's enhanced teacher
+    (``teacher_s<seed>`` of 02_teacher) with the study's recipe, in ``<output_dir>/ablation``
+    (stage ``student_<point>_s<seed>``). Teacher soft targets come from the teacher's cache
+    (filled by the study's KD student: a training clip is a pure function of (seed, epoch, index),
+    so the cached logits equal what the teacher would compute)."""
     run = RunDir(cfg.output_dir)
-    out_dir = run.subdir("ablation").root
-    base = cfg.replace(pretrained=resolve_pretrained(cfg))  # the run's backbone, from a subfolder
-    splits = build_datasets(cfg)
-    teachers, caches = {}, {}
-    rows = []
-    for point in ablation_grid(alphas, betas, temperatures, seeds):
-        seed, kd = point["seed"], point["beta"] > 0
+    out = run.subdir("ablation")
+    base = cfg.replace(pretrained=resolve_pretrained(cfg), seed=int(seed))  # the run's backbone
+    splits = build_datasets(base)
+    run_cfg = base.replace(output_dir=str(out.root), **point)
+    name = arm_name(f"student_{point_name(point)}", seed)
+    kd, teacher, cache = point["beta"] > 0, None, None
+    if kd:
         teacher_name = arm_name("teacher", seed)
-        if kd and seed not in teachers:
-            teachers[seed] = load_teacher(cfg, run.checkpoint(teacher_name), splits)
-            caches[seed] = teacher_cache_for(cfg.replace(seed=seed), teacher_name)
-        run_cfg = base.replace(output_dir=str(out_dir), **point)
-        name = "student_a{alpha:g}_b{beta:g}_T{temperature:g}_s{seed}".format(**point)
-        started = time.perf_counter()
-        result = train_student(run_cfg, splits, kd=kd, name=name, teacher=teachers.get(seed) if kd else None,
-                               teacher_cache=caches.get(seed) if kd else None, progress=progress)
-        seconds = time.perf_counter() - started
-        teacher_s = result.get("teacher_seconds", 0.0)
-        # a run served from the cache would, without it, also pay the teacher time measured when
-        # the cache was filled (for this seed: the same clips)
-        saved = caches[seed].fill_seconds.get(seed, 0.0) if kd and teacher_s == 0 else 0.0
-        rows.append({**point, "val_top1": (result.get("selection") or {}).get("val_top1"),
-                     "top1": result["metrics"]["top1"], "top5": result["metrics"]["top5"],
-                     "seconds": round(seconds, 2), "teacher_s": round(teacher_s, 2),
-                     "uncached_estimate_s": round(seconds + saved, 2),
-                     "checkpoint": result["checkpoint"]})
-        if kd:
-            caches[seed].save()
+        teacher = load_teacher(base, run.checkpoint(teacher_name), splits)
+        cache = teacher_cache_for(base, teacher_name)
+    started = time.perf_counter()
+    result = train_student(run_cfg, splits, kd=kd, name=name, teacher=teacher, teacher_cache=cache,
+                           progress=progress)
+    result["seconds"] = time.perf_counter() - started
+    save_stage(out.root, name, result, cfg=run_cfg, datasets=splits.present(), ablation=point)
+    return result
+
+
+def ablation_comparisons(points: list[dict], cfg: RunConfig) -> list[tuple[dict, dict, str]]:
+    """The ablation's questions, stated before running: is top-1 monotone in beta (each beta
+    against the next smaller one, at the run's T), and does the run's T beat every other T (at
+    the run's beta)?"""
+    at_T = sorted((p for p in points if p["temperature"] == cfg.temperature or p["beta"] == 0),
+                  key=lambda p: p["beta"])
+    pairs = [(hi, lo, f"Is top-1 monotone in beta? beta {hi['beta']:g} vs {lo['beta']:g} "
+                      f"(T = {cfg.temperature:g})") for lo, hi in zip(at_T, at_T[1:])]
+    main = next((p for p in points if (p["beta"], p["temperature"]) == (cfg.beta, cfg.temperature)), None)
+    for p in points:
+        if main is not None and p["beta"] == cfg.beta and p["temperature"] != cfg.temperature:
+            pairs.append((main, p, f"Does T = {cfg.temperature:g} beat T = {p['temperature']:g}? "
+                                   f"(beta = {cfg.beta:g})"))
+    return pairs
+
+
+def run_ablation(cfg: RunConfig, *, betas, temperatures, seeds, jobs: int = 1,
+                 progress: bool = False) -> dict:
+    """The ablation over ``seeds``: every grid point (:func:`ablation_points`) that is not a study
+    arm is trained for every seed (``jobs`` side by side), each point's epoch chosen on
+    validation, test evaluated once per final model; then :func:`ablation_summary`."""
+    points = ablation_points(cfg, betas=betas, temperatures=temperatures)
+    require_inputs("04_ablation", cfg, seeds, betas=betas)  # before any student trains
+    train = partial(train_ablation_point, progress=progress)
+    tasks = [Task((point_name(p), int(s)), train, (cfg, p, int(s)))
+             for p in points if study_arm_of(p, cfg) is None for s in seeds]
+    run_tasks(tasks, jobs=jobs)
+    return ablation_summary(cfg, points, seeds)
+
+
+def ablation_summary(cfg: RunConfig, points: list[dict], seeds) -> dict:
+    """Per grid point: validation and test top-1 (mean, sd over seeds, the seeds) and where its
+    runs live; the stated comparisons (paired over seeds, Holm within the ablation, MDE)."""
+    run = RunDir(cfg.output_dir)
+    files = {}
+    rows = []
+    for p in points:
+        arm = study_arm_of(p, cfg)
+        where = (stage_files(run.root, arm, seeds) if arm is not None else
+                 stage_files(run.subdir("ablation").root, f"student_{point_name(p)}", seeds))
+        files[point_name(p)] = where
+        if not where:
+            continue
+        stages = [read_json(f) for f in where.values()]
+        top1 = [st["top1"] for st in stages]
+        val = [(st.get("selection") or {}).get("val_top1") for st in stages]
+        rows.append({**p, "point": point_name(p), "study_arm": arm,
+                     "val_top1": float(np.mean(val)) if all(v is not None for v in val) else None,
+                     "val_top1_std": float(np.std(val, ddof=1)) if len(val) > 1 and all(v is not None for v in val) else None,
+                     "top1": float(np.mean(top1)), "top1_std": float(np.std(top1, ddof=1)) if len(top1) > 1 else None,
+                     "seeds": sorted(where)})
+    comparisons = [paired_comparison(files[point_name(a)], files[point_name(b)], a_name=point_name(a),
+                                     b_name=point_name(b), question=q)
+                   for a, b, q in ablation_comparisons(points, cfg)
+                   if len(set(files[point_name(a)]) & set(files[point_name(b)])) >= 2]
     table = pd.DataFrame(rows)
-    table.to_csv(run.table("ablation"), index=False)
-    return table
+    if not table.empty:
+        table.drop(columns=["seeds"]).to_csv(run.table("ablation"), index=False)
+    return {"points": rows, "comparisons": with_holm(comparisons), "seeds": [int(s) for s in seeds],
+            "alpha": cfg.alpha, "beta": cfg.beta, "temperature": cfg.temperature}
 
 
 def clip_norm_control(cfg: RunConfig, *, seed: int, jobs: int = 1, progress: bool = False) -> dict:
@@ -128,18 +198,6 @@ def clip_norm_control(cfg: RunConfig, *, seed: int, jobs: int = 1, progress: boo
             "main_runs_input_norm_backbone": main}
 
 
-def cache_speedup(table) -> dict:
-    """Measured: KD runs served from the cache vs. the same runs plus the teacher's forward time."""
-    kd = table[table.beta > 0]
-    cached = kd[kd.teacher_s == 0]
-    if cached.empty:
-        return {"kd_runs": int(len(kd)), "cached_runs": 0, "speedup": None}
-    return {"kd_runs": int(len(kd)), "cached_runs": int(len(cached)),
-            "cached_seconds_mean": float(cached.seconds.mean()),
-            "uncached_estimate_seconds_mean": float(cached.uncached_estimate_s.mean()),
-            "speedup": float(cached.uncached_estimate_s.sum() / cached.seconds.sum())}
-
-
 # ----------------------------------------------------------------------------------------------
 # Baselines and the comparison table
 # ----------------------------------------------------------------------------------------------
@@ -156,21 +214,36 @@ BASELINES = {
 
 # What each registered classifier is, for rows that must say which backbone, depth and temporal
 # head produced them. BERT5 = LateTemporalModeling3DCNN's head (key mask keep 0.8); DarkLight's
-# ``self_attention`` is the same head without key masking (mask_prob=1).
+# ``self_attention`` is the same head without key masking (mask_prob=1). ``statistics``: the input
+# normalisation of input_norm="backbone"; ``crop``: the training crop of crop="auto" (darknb.config:
+# MultiScaleCrop = DarkLight's / LateTemporalModeling's 13 fixed positions, scales 1-.66).
 BERT5 = "BERT5 (1 layer, 8 heads, key mask keep 0.8)"
 DARKLIGHT_BERT = "DarkLight self_attention (BERT5, no key masking)"
+_JITTER = "scale jitter (MultiScaleCrop's scales, random position)"
+_MULTISCALE = "MultiScaleCrop (13 fixed positions, scales 1, .875, .75, .66)"
+_TWO_VIEWS = "2: raw + gamma 1.8, one shared backbone"
 MODEL_CARDS = {
-    "vit_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=BERT5, views="1"),
-    "vit_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3, temporal_head=BERT5, views="1"),
-    "r2plus1d_bert": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1"),
-    "r2plus1d_bert_tiny": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1"),
-    "r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=BERT5, views="1"),
-    "two_stream_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=DARKLIGHT_BERT,
-                            views="2: raw + gamma 1.8, one shared backbone"),
+    "vit_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=BERT5, views="1",
+                     statistics="the backbone's (timm's for hub weights)", crop=_JITTER),
+    "vit_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3, temporal_head=BERT5, views="1",
+                          statistics="the pre-training set's", crop=_JITTER),
+    "r2plus1d_bert": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1",
+                          statistics="Kinetics-400 (LateTemporalModeling's)", crop=_MULTISCALE),
+    "r2plus1d_bert_tiny": dict(backbone="R(2+1)D", depth=18, temporal_head=BERT5, views="1",
+                               statistics="per clip", crop=_JITTER),
+    "r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=BERT5, views="1",
+                             statistics="Kinetics-400 (LateTemporalModeling's)", crop=_MULTISCALE),
+    "two_stream_bert": dict(backbone="ViT-B/16", depth=12, temporal_head=DARKLIGHT_BERT, views=_TWO_VIEWS,
+                            statistics="the backbone's, both views", crop=_JITTER,
+                            gamma_view="uint8 table on native frames, before the resize (loader)"),
     "two_stream_bert_tiny": dict(backbone="ViT (width 64, 8-px patches)", depth=3,
-                                 temporal_head=DARKLIGHT_BERT, views="2: raw + gamma 1.8, one shared backbone"),
+                                 temporal_head=DARKLIGHT_BERT, views=_TWO_VIEWS,
+                                 statistics="the pre-training set's, both views", crop=_JITTER,
+                                 gamma_view="x ** (1 / 1.8) on the resized clip (in the model)"),
     "two_stream_r2plus1d_34_bert": dict(backbone="R(2+1)D", depth=34, temporal_head=DARKLIGHT_BERT,
-                                        views="2: raw + gamma 1.8, one shared backbone"),
+                                        views=_TWO_VIEWS, statistics="ImageNet, both views (DarkLight's)",
+                                        crop=_MULTISCALE,
+                                        gamma_view="uint8 table on native frames, before the resize (loader)"),
 }
 _PAPER_SIZE = {"vit_bert_tiny": "vit_bert", "r2plus1d_bert_tiny": "r2plus1d_bert",
                "two_stream_bert_tiny": "two_stream_bert"}  # the same network at the paper's size
@@ -186,7 +259,7 @@ def baseline_config(cfg: RunConfig, model_name: str) -> RunConfig:
         pretrained = cfg.baseline_pretrained if card.get("depth") == 34 else ""
     else:
         pretrained = resolve_pretrained(cfg)
-    return cfg.replace(model=model_name, beta=0.0, pretrained=pretrained)
+    return cfg.without_kd().replace(model=model_name, pretrained=pretrained)
 
 
 def describe_pretraining(model_name: str, pretrained: str, info: dict | None = None) -> str:
@@ -204,7 +277,9 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
     """Train ``BASELINES[cfg.model]`` on the same data and optimiser as the student.
 
     ``r2plus1d_epochs`` (default ``cfg.epochs``) shortens only the R(2+1)D runs: R(2+1)D-18 with
-    34 M parameters costs ~30x a tiny ViT step on CPU. Each predictions file records the model,
+    34 M parameters costs ~30x a tiny ViT step on CPU. Each baseline trains on its own clips
+    (``crop="auto"``: MultiScaleCrop for the paper-size R(2+1)D models; DarkLight's gamma view from
+    the loader, see ``MODEL_CARDS``). Each predictions file records the model,
     its pre-training and its epochs (what :func:`comparison_table` names the row by).
     """
     if cfg.model not in BASELINES:
@@ -215,12 +290,16 @@ def train_baselines(cfg: RunConfig, *, r2plus1d_epochs: int | None = None, progr
         r2plus1d = MODEL_CARDS[model_name]["backbone"].startswith("R(2+1)D")
         epochs = (r2plus1d_epochs or cfg.epochs) if r2plus1d else cfg.epochs
         run_cfg = baseline_config(cfg, model_name).replace(epochs=epochs)
-        model = build_classifier(run_cfg, len(splits.train.classes))
+        # the model's own clips where they differ: its training crop, its gamma view (DarkLight)
+        own = (splits if (run_cfg.train_crop, run_cfg.light_gamma) == (cfg.train_crop, cfg.light_gamma)
+               else build_datasets(run_cfg))
+        model = build_classifier(run_cfg, len(own.train.classes))
         info = getattr(model, "pretrained_info", None)
-        results[name] = fit(model, splits, run_cfg, name=name, progress=progress)
+        results[name] = fit(model, own, run_cfg, name=name, progress=progress)
         write_json({**results[name]["metrics"], "epochs": epochs, "model": model_name,
                     "pretrained": run_cfg.pretrained, "pretrained_info": info,
-                    "config": run_cfg.to_dict()},
+                    "config": run_cfg.to_dict(), "fingerprint": results[name]["fingerprint"],
+                    "trained_by_run": results[name]["trained_by_run"], "run_id": run_id()},
                    RunDir(cfg.output_dir).predictions(name))
     return results
 

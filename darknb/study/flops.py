@@ -186,6 +186,22 @@ def _top_level_modules(counts: Mapping[str, Mapping], model: nn.Module) -> dict[
     return dict(out)
 
 
+def _torch_benchmark():
+    """``torch.utils.benchmark``, imported quietly: it imports ``torch.utils.cpp_extension``, which
+    logs "No CUDA runtime is found" on a machine with a CUDA toolkit but no GPU (a report would
+    show that line)."""
+    import logging
+
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        log.setLevel(level)
+    return benchmark
+
+
 def measure_latency(model: nn.Module, *inputs: torch.Tensor, warmup: int = 1,
                     repeats: int = 3) -> dict[str, Any]:
     """Wall-clock time of ``model(*inputs)`` under ``torch.inference_mode()`` in eval mode,
@@ -207,7 +223,7 @@ def measure_latency(model: nn.Module, *inputs: torch.Tensor, warmup: int = 1,
 
     # torch.utils.benchmark's Timer: the thread count is fixed and recorded, CUDA is synchronised
     # before the clock stops, and each timed call follows its own warm-up calls
-    from torch.utils import benchmark  # lazy: it imports cpp_extension, which warns without CUDA
+    benchmark = _torch_benchmark()
 
     timer = benchmark.Timer(stmt="model(*inputs)", globals={"model": model, "inputs": inputs},
                             num_threads=torch.get_num_threads())
