@@ -68,6 +68,7 @@ from darknb.data.framecache import (  # noqa: E402
     cache_file,
     cache_manifest,
     prepare_dataset,
+    write_cache_file,
 )
 from darknb.data.loader import (  # noqa: E402
     ClipKey,
@@ -80,7 +81,7 @@ from darknb.data.loader import (  # noqa: E402
 )
 from darknb.data.sampling import gamma_lut  # noqa: E402
 from darknb.data.synthetic import TARGET_CLASSES, Darkening, _scene, render_lit  # noqa: E402
-from darknb.files import save_npy, write_json  # noqa: E402
+from darknb.files import write_json  # noqa: E402
 
 H, W, S = 128, 170, 112                      # the peers' frame size (width 170, height 128), input 112
 SCALES = [1.0, 0.875, 0.75, 0.66]
@@ -109,8 +110,8 @@ def make_data(root: Path, videos: int, frames: int) -> dict:
             path = out / f"img_{t:05d}.jpg"
             cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))  # as cv2 writes video frames
             jpeg_bytes += path.stat().st_size
-        save_npy(clip, cache_file(cache, rel + ".avi"), verify=False)
-        manifest[rel + ".avi"] = {"frames": frames, "shape": list(clip.shape)}
+        # written as prepare writes it: the manifest entry holds the file's checksum
+        manifest[rel + ".avi"] = write_cache_file(clip, cache_file(cache, rel + ".avi"))
         rels.append((rel, k % len(classes)))
     write_json(cache_manifest(root=root, short_side=H, videos=manifest), cache / CACHE_MANIFEST)
     # the peers' split file: "<path> <frames> <label>"; darknb's: ARID's TAB list

@@ -43,7 +43,8 @@ from darknb.config import RunConfig  # noqa: E402
 from darknb.data.dataset import VideoListDataset, collate_clips  # noqa: E402
 from darknb.data.loader import ClipKey, make_loader  # noqa: E402
 from darknb.data.splits import Splits  # noqa: E402
-from darknb.files import save_npy  # noqa: E402
+from darknb.data.framecache import CACHE_MANIFEST, cache_manifest, write_cache_file  # noqa: E402
+from darknb.files import write_json  # noqa: E402
 from darknb.models.classifiers import NativeResolutionTeacher, create_model, list_models  # noqa: E402
 from darknb.models.enhancers import ZeroDCE  # noqa: E402
 from darknb.study.flops import count_flops  # noqa: E402
@@ -151,11 +152,12 @@ def make_cached_set(root: Path, *, videos: int, frames: int, native: tuple[int, 
     h, w = short, round(W * short / H)
     cache = root / "cache"
     rng = np.random.default_rng(0)
-    base = []
+    base, entries = [], []
     for k in range(distinct):
         arr = (rng.gamma(2.0, 6.0, size=(frames, h, w, 3))).clip(0, 255).astype(np.uint8)
-        base.append(save_npy(arr, cache / "base" / f"{k}.npy", verify=False))
-    lines = []
+        base.append(cache / "base" / f"{k}.npy")
+        entries.append(write_cache_file(arr, base[-1], "npy"))
+    lines, videos_ = [], {}
     for i in range(videos):
         rel = f"C{i % NUM_CLASSES}/C{i % NUM_CLASSES}_{i}_1.avi"
         target = cache / f"{rel}.npy"
@@ -164,8 +166,11 @@ def make_cached_set(root: Path, *, videos: int, frames: int, native: tuple[int, 
             os.link(base[i % distinct], target)
         except OSError:
             target.write_bytes(base[i % distinct].read_bytes())
+        videos_[rel] = entries[i % distinct]
         lines.append(f"{i}\t{i % NUM_CLASSES}\t{rel}\n")
     (root / "list.txt").write_text("".join(lines))
+    # the manifest with every file's checksum, as prepare writes it (datasets read only such a cache)
+    write_json(cache_manifest(root=root, short_side=h, videos=videos_), cache / CACHE_MANIFEST)
     return root / "list.txt", cache
 
 

@@ -49,7 +49,24 @@ def _parse_sets(pairs) -> dict:
     return params
 
 
+def _print_prepared(what: str, report: dict) -> None:
+    """``prepare``'s closing count: written / reused / re-decoded (why) / failed, then each
+    re-decoded and failed video with its reason."""
+    redecoded = report.get("redecoded", {})
+    why = [reason.split(":", 1)[0] for reason in redecoded.values()]
+    kinds = ", ".join(f"{why.count(k)} {k}" for k in ("damaged", "source changed", "unverifiable"))
+    print(f"[darknb] {what}: {report['written']} written, {report['reused']} reused, "
+          f"{len(redecoded)} re-decoded ({kinds}), {len(report['failed'])} failed "
+          f"({report['seconds']:.1f} s)")
+    for rel, reason in redecoded.items():
+        print(f"  re-decoded: {rel}: {reason}")
+    for rel, reason in report["failed"].items():
+        print(f"  failed: {rel}: {reason}")
+
+
 def main(argv=None) -> int:
+    from darknb.config import CACHE_FORMATS  # no torch: --help stays quick
+
     parser = argparse.ArgumentParser(prog="darknb", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +87,8 @@ def main(argv=None) -> int:
     synth.add_argument("--root", default="data/synthetic")
     synth.add_argument("--cache-dir", default=None, help="default: <root's parent>/cache/<root's name>")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--format", default="npy", choices=CACHE_FORMATS,
+                       help="frame cache format (cache_format): see `prepare --help`")
 
     prep = sub.add_parser("prepare", help="decode a dataset's train+test videos once into a frame cache")
     prep.add_argument("--dataset", default="arid", help="arid | arid1.5 | arid1.1 | dark48 | folder")
@@ -81,6 +100,10 @@ def main(argv=None) -> int:
     prep.add_argument("--cache-dir", default="auto", help="default auto: <root's parent>/cache/<root's name>")
     prep.add_argument("--split", type=int, default=1)
     prep.add_argument("--short-side", type=int, default=None, help="default 128 (DarkLight's 170x128)")
+    prep.add_argument("--format", default="npy", choices=CACHE_FORMATS,
+                      help="frame cache format (cache_format; cache_dir=auto gives each its own): "
+                           "npy raw | zstd lossless, 2.5x smaller, the choice for ARID-size data | "
+                           "png lossless, slower | jpeg LOSSY q95, 16x smaller (README, 'Cache')")
     prep.add_argument("--on-error", default="raise", choices=["raise", "skip"],
                       help="a missing, empty, corrupt or truncated video: stop (raise) or list it "
                            "and go on (skip; pass on_error=skip to training too)")
@@ -136,7 +159,7 @@ def main(argv=None) -> int:
             from darknb.config import resolve_path
             from darknb.data.synthetic import make_synthetic_dark
 
-            print(make_synthetic_dark(resolve_path(args.root), seed=args.seed,
+            print(make_synthetic_dark(resolve_path(args.root), seed=args.seed, cache_format=args.format,
                                       cache_dir=resolve_path(args.cache_dir) if args.cache_dir else None))
         elif args.command == "prepare":
             from darknb.config import RunConfig
@@ -144,13 +167,11 @@ def main(argv=None) -> int:
 
             cfg = RunConfig(dataset=args.dataset, data_root=args.root, cache_dir=args.cache_dir,
                             split=args.split, on_error=args.on_error, train_list=args.train_list,
-                            test_list=args.test_list, val_list=args.val_list)
+                            test_list=args.test_list, val_list=args.val_list,
+                            cache_format=args.format)
             report = prepare_cache(cfg, short_side=args.short_side, progress=True)
-            print(f"[darknb] cache in {cfg.frame_cache}: {report['written']} written, "
-                  f"{report['reused']} reused, {len(report['failed'])} failed "
-                  f"({report['seconds']:.1f} s)")
-            for rel, reason in report["failed"].items():
-                print(f"  failed: {rel}: {reason}")
+            _print_prepared(f"cache ({report['format']}{'' if report['lossless'] else ', LOSSY'}) in "
+                            f"{cfg.frame_cache}", report)
             if args.enhanced_cache_dir:
                 from darknb.engine.build import enhancer_kwargs
                 from darknb.engine.teacher import ensure_enhanced_cache

@@ -36,6 +36,10 @@ PATH_FIELDS = {"data_root": ("",), "train_list": ("",), "test_list": ("",), "val
                "enhanced_cache_dir": ("",), "baseline_pretrained": ("",)}
 
 
+# Frame cache formats (darknb.data.framecache.FORMATS): npy raw, zstd / png lossless, jpeg lossy
+CACHE_FORMATS = ("npy", "zstd", "png", "jpeg")
+
+
 # The lowest distillation temperature accepted. KD's term is beta * T^2 * KL(softmax(t/T) ||
 # softmax(s/T)); its gradient on the student's logits is T * (softmax(s/T) - softmax(t/T)), which
 # fades linearly as T -> 0: measured on random 9-class logits (std 2), its norm relative to T = 1
@@ -45,11 +49,12 @@ PATH_FIELDS = {"data_root": ("",), "train_list": ("",), "test_list": ("",), "val
 MIN_TEMPERATURE = 0.5
 
 
-def default_cache_dir(data_root: str | Path) -> Path:
+def default_cache_dir(data_root: str | Path, cache_format: str = "npy") -> Path:
     """``cache_dir="auto"``: beside the dataset, ``<parent>/cache/<name>`` (``data/ARID`` ->
-    ``data/cache/ARID``), so every dataset root gets its own cache."""
+    ``data/cache/ARID``), so every dataset root gets its own cache; a format other than ``npy``
+    gets its own too (``data/cache/ARID.zstd``)."""
     root = Path(data_root)
-    return root.parent / "cache" / root.name
+    return root.parent / "cache" / (root.name if cache_format == "npy" else f"{root.name}.{cache_format}")
 
 
 def project_root() -> Path:
@@ -97,6 +102,10 @@ class RunConfig:
     crop: str = "auto"
     num_workers: int = 0
     cache_dir: str = "auto"             # frame cache, made when missing: auto = <data_root's parent>/cache/<name>; "" = decode videos
+    # the frame cache's format (README, "Cache"): npy = raw uint8, the fastest on small clips (the
+    # demo); zstd = lossless, 2.5x smaller, the choice for ARID-size data; png = lossless, smaller,
+    # slower; jpeg = LOSSY quality 95 (DarkLight's frames), 16x smaller, said in the provenance
+    cache_format: str = "npy"           # npy | zstd | png | jpeg
     on_error: str = "raise"             # raise | skip (skipped videos are counted in the report)
     # validation (epoch / checkpoint selection): the dataset's own val list where it has one, else
     # this fraction of the training list's groups held out (never the test list)
@@ -179,6 +188,7 @@ class RunConfig:
             "sampling": self.sampling in ("consecutive", "uniform"),
             "crop": self.crop in ("auto", "multiscale", "scale_jitter", "random"),
             "on_error": self.on_error in ("raise", "skip"),
+            "cache_format": self.cache_format in CACHE_FORMATS,
             "input_norm": self.input_norm in ("backbone", "dataset", "clip"),
             "recipe": self.recipe in ("ft", "lp-ft"),
             "mixed_precision": self.mixed_precision in ("auto", "no", "fp16", "bf16"),
@@ -211,14 +221,20 @@ class RunConfig:
         """The frame cache folder (``cache_dir``, with "auto" resolved), None for no cache."""
         if not self.cache_dir:
             return None
-        return default_cache_dir(self.data_root) if self.cache_dir == "auto" else Path(self.cache_dir)
+        if self.cache_dir == "auto":
+            return default_cache_dir(self.data_root, self.cache_format)
+        return Path(self.cache_dir)
 
     @property
     def enhanced_frame_cache(self) -> Path:
         """Where the teacher's enhanced frames live (``teacher_input="enhanced_cache"``):
         ``enhanced_cache_dir`` or the run's own folder (``<output_dir>/enhanced_cache``: a
-        zero-reference-fitted enhancer belongs to its run)."""
-        return Path(self.enhanced_cache_dir) if self.enhanced_cache_dir else RunDir(self.output_dir).enhanced_cache
+        zero-reference-fitted enhancer belongs to its run; a format other than npy adds its name:
+        ``enhanced_cache.zstd``)."""
+        if self.enhanced_cache_dir:
+            return Path(self.enhanced_cache_dir)
+        path = RunDir(self.output_dir).enhanced_cache
+        return path if self.cache_format == "npy" else path.with_name(f"{path.name}.{self.cache_format}")
 
     @property
     def train_crop(self) -> str:

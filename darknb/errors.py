@@ -17,6 +17,12 @@ class DatasetError(DarknbError):
     """A dataset root, list file or list entry is wrong; the message names it."""
 
 
+class CacheError(DarknbError):
+    """A frame cache file is damaged, truncated or older than its source video; the message names
+    the file (and video) and the command that re-decodes it. Never a counted skip: the cache is
+    repaired, not the data changed."""
+
+
 class CheckpointError(DarknbError):
     """A checkpoint is missing, truncated, corrupt or does not fit the model."""
 

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from darknb.data.framecache import CACHE_MANIFEST, cache_file, check_cache_root, read_cached
+from darknb.data.framecache import FrameCache, check_cache_root
 from darknb.data.lists import read_list, read_mapping, safe_relpath
 from darknb.data.loader import ClipKey, ClipTransform, RawClip, collate_raw
 from darknb.data.sampling import (
@@ -36,7 +36,6 @@ from darknb.data.sampling import (
 )
 from darknb.data.video import probe, read_frames
 from darknb.errors import ConfigError, DatasetError, VideoReadError
-from darknb.files import read_json
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "VideoListDataset", "collate_clips", "group_holdout"]
 
@@ -72,7 +71,11 @@ class VideoListDataset(torch.utils.data.Dataset):
     ``__getitem__`` raises ``VideoReadError`` or, with ``on_error="skip"``, is appended to
     ``.skipped`` and the item returns None (drop it with :func:`collate_clips`). ``.skipped`` filled
     inside DataLoader workers is not seen by the parent process: call :meth:`check` first to probe
-    every video in the parent (it drops and records bad ones), then train with workers.
+    every video in the parent (it drops and records bad ones), then train with workers. Frames
+    from ``cache_dir`` are checked (:class:`darknb.data.framecache.FrameCache`): a cache file
+    that fails its checksum, or whose video changed since it was cached, raises ``CacheError``
+    naming both and the command that re-decodes it, whatever ``on_error`` (the cache is repaired,
+    the data do not change).
     """
 
     def __init__(self, root, list_file, *, num_frames: int = 8, size: int = 32,
@@ -134,9 +137,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = int(seed), 0
         self.return_index, self.on_error, self.backend = bool(return_index), on_error, backend
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        if self.cache_dir is not None and (self.cache_dir / CACHE_MANIFEST).is_file():
-            check_cache_root(read_json(self.cache_dir / CACHE_MANIFEST), self.cache_dir,
-                              self.root.resolve())
+        self._cache = self._open_cache(self.cache_dir)
         self.skipped: list[tuple[str, str]] = []
         self._frame_counts: dict[str, int] = {}
 
@@ -148,7 +149,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         samples, missing = [], []
         for lineno, (rel, label) in enumerate(entries, start=1):
             full = safe_relpath(root_resolved, rel, f"{list_file}:{lineno}")
-            cached = self.cache_dir is not None and cache_file(self.cache_dir, rel).is_file()
+            cached = self._cache is not None and self._cache.path(rel) is not None
             if not cached and not full.is_file():
                 missing.append(rel)
                 continue
@@ -230,11 +231,11 @@ class VideoListDataset(torch.utils.data.Dataset):
         return bad
 
     def frame_count(self, rel: str) -> int:
-        """Real number of frames of sample ``rel`` (from the cache when present, else probed)."""
+        """Real number of frames of sample ``rel`` (from the cache's manifest when the cache holds
+        it, else probed)."""
         if rel not in self._frame_counts:
-            cache = self._cached_path(rel)
-            if cache is not None:
-                n = int(read_cached(cache).shape[0])
+            if self._cached_path(rel) is not None:
+                n = self._cache.frame_count(rel, self.root)  # refuses a video replaced since
             else:
                 n = probe(self.root / rel).num_frames
             self._frame_counts[rel] = n
@@ -246,19 +247,29 @@ class VideoListDataset(torch.utils.data.Dataset):
         be in that cache (a missing one would silently decode the raw video instead)."""
         clone = copy.copy(self)
         clone.cache_dir = Path(cache_dir) if cache_dir else None
+        clone._cache = clone._open_cache(clone.cache_dir)
         clone._frame_counts = {}
         clone.light_gamma, clone._light = None, None  # a view of its own; add_light_view again
         clone.skipped = list(self.skipped)
         if clone.cache_dir is not None:
-            manifest = clone.cache_dir / CACHE_MANIFEST
-            if manifest.is_file():
-                check_cache_root(read_json(manifest), clone.cache_dir, self.root.resolve())
             missing = [rel for rel, _ in self.samples if clone._cached_path(rel) is None]
             if missing:
                 raise DatasetError(f"frame cache {clone.cache_dir} lacks {len(missing)} of the "
                                    f"{len(self.samples)} videos of {self.list_file.name}: "
                                    f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
         return clone
+
+    def _open_cache(self, cache_dir: Path | None) -> FrameCache | None:
+        """The frame cache in ``cache_dir`` (checked to hold this dataset root's videos), or None."""
+        cache = FrameCache.open(cache_dir)
+        if cache is not None:
+            check_cache_root(cache.manifest, cache.dir, self.root.resolve())
+        return cache
+
+    @property
+    def frame_cache(self) -> FrameCache | None:
+        """The frame cache this dataset reads (its format, its content identity), or None."""
+        return self._cache
 
     def add_light_view(self, gamma: float, light_cache_dir: str | os.PathLike | None = None
                        ) -> VideoListDataset:
@@ -280,10 +291,7 @@ class VideoListDataset(torch.utils.data.Dataset):
         return self
 
     def _cached_path(self, rel: str) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        p = cache_file(self.cache_dir, rel)
-        return p if p.is_file() else None
+        return None if self._cache is None else self._cache.path(rel)
 
     # ---------------------------------------------------------------- sampling
     def frame_indices(self, n: int, rng: np.random.Generator, *, clip: int = 0,
@@ -299,10 +307,10 @@ class VideoListDataset(torch.utils.data.Dataset):
         return self._load(rel, np.asarray(indices, dtype=np.int64))
 
     def _load(self, rel: str, indices: np.ndarray) -> np.ndarray:
-        cache = self._cached_path(rel)
-        if cache is not None:
-            arr = read_cached(cache)  # (N, h, w, 3) uint8, short side already resized
-            return np.ascontiguousarray(arr[indices])  # a copy: the cached array is shared
+        if self._cached_path(rel) is not None:
+            # (T, h, w, 3) uint8, short side already resized; the file verified against its
+            # checksum on this process's first read, its video against a replacement
+            return self._cache.read(rel, indices, self.root)
         return read_frames(self.root / rel, indices.tolist(), backend=self.backend)
 
     # ---------------------------------------------------------------- items

@@ -127,15 +127,24 @@ def dataset_files(dataset) -> list[Path]:
 
 def data_provenance(name: str | None, datasets) -> dict:
     """The data part of a :func:`darknb.provenance.provenance` record: a sha256 over the files that
-    define the protocol (lists, the synthetic set's manifest), those files, and whether the lists
-    are the official ones (:func:`protocol_label`) or a "custom list"."""
+    define the protocol (lists, the synthetic set's manifest), those files, whether the lists
+    are the official ones (:func:`protocol_label`) or a "custom list", and the frame caches the
+    datasets read (``frame_caches``: folder -> format, ``lossless``, content checksum; a lossy
+    cache is also named in ``lossy_frame_cache``)."""
     datasets = [ds for ds in datasets if ds is not None and hasattr(ds, "list_file")]
     files = sorted({f for ds in datasets for f in dataset_files(ds)})
     identity = dataset_identity(name or "", datasets) if datasets else None
+    caches = {str(c.dir): c.identity() for ds in datasets
+              if (c := getattr(ds, "frame_cache", None)) is not None}
+    lossy = sorted(d for d, c in caches.items() if not c["lossless"])
     return {"data_checksum": data_checksum(files) if files else None,
             "data_files": [str(f) for f in files],
             "data_protocol": protocol_label(identity) if identity else None,
-            "data_lists": identity["lists"] if identity else None}
+            "data_lists": identity["lists"] if identity else None,
+            "frame_caches": caches,
+            "lossy_frame_cache": (f"{', '.join(lossy)}: frames stored lossily "
+                                  f"({', '.join(sorted({caches[d]['format'] for d in lossy}))})"
+                                  if lossy else None)}
 
 
 _ENTRIES_MEMO: dict[tuple[str, int, int], dict] = {}

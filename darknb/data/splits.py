@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from darknb.config import RunConfig, default_cache_dir
+from darknb.config import CACHE_FORMATS, RunConfig, default_cache_dir
 from darknb.data.dataset import VideoListDataset
 from darknb.data.datasets import build_dataset, dataset_class, write_folder_index
 from darknb.data.framecache import (
@@ -30,7 +30,7 @@ from darknb.errors import ConfigError, DatasetError
 from darknb.files import RunDir, read_json, require_writable, write_json
 
 __all__ = ["Splits", "adopt_moved_cache", "build_datasets", "check_disjoint", "ensure_dataset",
-           "ensure_light_cache", "light_cache_dir", "prepare_cache", "split_sizes"]
+           "ensure_light_cache", "light_cache_dir", "prepare_cache", "prepare_command", "split_sizes"]
 
 
 def adopt_moved_cache(cache_dir: str | os.PathLike | None, data_root: str | os.PathLike) -> bool:
@@ -49,7 +49,8 @@ def adopt_moved_cache(cache_dir: str | os.PathLike | None, data_root: str | os.P
     recorded, root = manifest.get("root"), Path(data_root).resolve()
     if not recorded or Path(recorded) == root:
         return False
-    beside = Path(cache_dir).resolve() == default_cache_dir(root).resolve()
+    fmt = manifest.get("format", "npy")  # "auto" gives every format its own folder
+    beside = Path(cache_dir).resolve() == default_cache_dir(root, fmt if fmt in CACHE_FORMATS else "npy").resolve()
     if Path(recorded).name == root.name and (beside or not Path(recorded).exists()):
         write_json({**manifest, "root": str(root)}, marker)
         print(f"[darknb] frame cache {cache_dir} was made for {recorded}; the project was moved "
@@ -90,12 +91,13 @@ def ensure_dataset(cfg: RunConfig) -> Path:
         if cfg.frame_cache is None:
             raise ConfigError("the synthetic set lives in its frame cache: cache_dir must not be "
                               "empty (default 'auto')")
-        if not synthetic_is_current(root, cfg.frame_cache):
+        if not synthetic_is_current(root, cfg.frame_cache, cfg.cache_format):
             require_writable(cfg.frame_cache, "cache_dir", _CACHE_HINT)
             require_writable(root, "data_root", "the synthetic set is rendered into it: set data_root "
                              "to a writable folder")
             # a set already in root keeps its spec (its cache is rendered again, identically)
-            make_synthetic_dark(root, cache_dir=cfg.frame_cache, spec=stored_spec(root))
+            make_synthetic_dark(root, cache_dir=cfg.frame_cache, spec=stored_spec(root),
+                                cache_format=cfg.cache_format)
         return root
     if not root.is_dir():
         raise ConfigError(f"data_root {str(root)!r} for dataset {cfg.dataset!r} does not exist; "
@@ -214,7 +216,9 @@ def ensure_light_cache(cfg: RunConfig, splits: Splits) -> Path:
     lists = sorted({ds.list_file for ds in splits.present()})
     prepare_dataset(cfg.data_root, lists, out, short_side=read_json(raw)["short_side"],
                     on_error=cfg.on_error, transform=lut, signature=signature,
-                    source_cache=cfg.frame_cache if cfg.dataset == "synthetic" else None)
+                    source_cache=cfg.frame_cache if cfg.dataset == "synthetic" else None,
+                    cache_format=cfg.cache_format,
+                    remedy=f"delete {out} (the next run makes the gamma view again)")
     return out
 
 
@@ -223,8 +227,10 @@ def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
                   transform: Callable[[np.ndarray], np.ndarray] | None = None,
                   signature: dict | None = None,
                   cache_dir: str | os.PathLike | None = None) -> dict:
-    """Decode ``cfg``'s train, val and test videos once into its frame cache (uint8 frames).
-    ``cfg.on_error`` applies (``"skip"``: bad videos are listed in the result's ``failed``).
+    """Decode ``cfg``'s train, val and test videos once into its frame cache (uint8 frames in
+    ``cfg.cache_format``), re-decoding every cached file that fails its checksum or whose video
+    changed (the result's ``redecoded``). ``cfg.on_error`` applies (``"skip"``: bad videos are
+    listed in the result's ``failed``).
 
     With ``transform`` (and its ``signature``): a TRANSFORMED cache in ``cache_dir`` (default
     ``cfg.enhanced_frame_cache``), the frames transformed at native resolution, then resized as
@@ -244,7 +250,8 @@ def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
             lists = [write_folder_index(cfg.data_root, Path(tmp) / "videos.txt")]
             return prepare_dataset(cfg.data_root, lists, cfg.frame_cache,
                                    short_side=short_side or 128, on_error=cfg.on_error,
-                                   progress=progress)
+                                   progress=progress, cache_format=cfg.cache_format,
+                                   remedy=prepare_command(cfg))
     splits = build_datasets(cfg.replace(val_fraction=0.0) if transform is not None
                             else cfg.replace(cache_dir="", val_fraction=0.0), check_videos=False)
     lists = sorted({ds.list_file for ds in splits.present()})
@@ -259,12 +266,25 @@ def prepare_cache(cfg: RunConfig, *, short_side: int | None = None,
         return prepare_dataset(cfg.data_root, lists, cache_dir or cfg.enhanced_frame_cache,
                                short_side=short_side or read_json(raw)["short_side"],
                                on_error=cfg.on_error, progress=progress, transform=transform,
-                               signature=signature, source_cache=source)
+                               signature=signature, source_cache=source,
+                               cache_format=cfg.cache_format,
+                               remedy="run the teacher stage again (it re-makes every enhanced "
+                                      "file that fails its checksum)")
     if cfg.dataset == "synthetic":
         raise ConfigError("the synthetic set renders its own frame cache: use ensure_dataset or "
                           "`python -m darknb synth`")
     return prepare_dataset(cfg.data_root, lists, cfg.frame_cache, short_side=short_side or 128,
-                           on_error=cfg.on_error, progress=progress)
+                           on_error=cfg.on_error, progress=progress, cache_format=cfg.cache_format,
+                           remedy=prepare_command(cfg))
+
+
+def prepare_command(cfg: RunConfig) -> str:
+    """The command that re-makes ``cfg``'s frame cache (a real dataset's), as the errors of a
+    damaged one name it (the synthetic set's cache names its own remedy)."""
+    lists = "".join(f" --{k.replace('_', '-')} {getattr(cfg, k)}"
+                    for k in ("train_list", "test_list", "val_list") if getattr(cfg, k))
+    return (f"run `python -m darknb prepare --dataset {cfg.dataset} --root {cfg.data_root} "
+            f"--cache-dir {cfg.frame_cache} --split {cfg.split}{lists} --format {cfg.cache_format}`")
 
 
 def split_sizes(splits: Splits) -> dict:

@@ -43,8 +43,16 @@ from pathlib import Path
 import numpy as np
 
 from darknb.errors import ConfigError
-from darknb.files import read_json, save_npy, sha256_file, write_json, write_text
-from darknb.data.framecache import CACHE_MANIFEST, cache_file, cache_manifest
+from darknb.files import read_json, sha256_file, write_json, write_text
+from darknb.data.framecache import (
+    CACHE_MANIFEST,
+    cache_file,
+    cache_format as _cache_format,
+    cache_manifest,
+    default_cache_dir,
+    file_checksum,
+    write_cache_file,
+)
 from darknb.data.video import probe, read_frames, write_video
 
 __all__ = ["Darkening", "MANIFEST", "PRETRAIN_CLASSES", "SYNTHETIC_CLASSES", "SyntheticSpec",
@@ -52,7 +60,7 @@ __all__ = ["Darkening", "MANIFEST", "PRETRAIN_CLASSES", "SYNTHETIC_CLASSES", "Sy
            "synthetic_is_current"]
 
 MANIFEST = "synthetic.json"  # the set's parameters and file hashes; written last: a complete set
-_VERSION = 3                 # bump when rendering changes, so stale sets are regenerated
+_VERSION = 4                 # bump when rendering or the cache changes (4: checksums), so stale sets are regenerated
 
 TARGET_CLASSES = ("MoveLeft", "MoveRight", "RotateCW", "RotateCCW", "ZoomIn", "ZoomOut",
                   "MoveUp", "MoveDown", "Wave")
@@ -277,14 +285,16 @@ def _plan(spec: SyntheticSpec) -> dict[str, list[int]]:
 
 
 def make_synthetic_dark(root: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-                        spec: SyntheticSpec | None = None, **spec_fields) -> Path:
+                        spec: SyntheticSpec | None = None, cache_format: str = "npy",
+                        **spec_fields) -> Path:
     """Render the synthetic miniature (see the module docstring) into ``root`` and its frame cache.
 
     ``cache_dir`` defaults to ``<root's parent>/cache/<root's name>`` (``data/synthetic`` ->
     ``data/cache/synthetic``, the RunConfig default). ``spec`` or its fields as keywords
     (``make_synthetic_dark(root, train_scenes=4, ...)``) say what to render. Deterministic from
     ``spec.seed``; a complete set with the same spec is left as it is (a no-op), anything else is
-    rendered again. Returns ``root``.
+    rendered again (a cache file that fails its checksum too). ``cache_format``: the frame
+    cache's format (:data:`darknb.data.framecache.FORMATS`). Returns ``root``.
     """
     unknown = sorted(set(spec_fields) - {f.name for f in dataclasses.fields(SyntheticSpec)})
     if unknown:
@@ -292,9 +302,10 @@ def make_synthetic_dark(root: str | os.PathLike, *, cache_dir: str | os.PathLike
                           f"{[f.name for f in dataclasses.fields(SyntheticSpec)]}")
     spec = dataclasses.replace(spec or SyntheticSpec(), **spec_fields)
     root = Path(root)
-    cache_dir = Path(cache_dir) if cache_dir is not None else root.parent / "cache" / root.name
+    fmt = _cache_format(cache_format).name
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(root, fmt)
     params = json.loads(json.dumps({"version": _VERSION, **spec.to_dict()}))  # as stored
-    if _complete(root, cache_dir, params):
+    if _complete(root, cache_dir, params, fmt):
         return root
 
     started = time.perf_counter()
@@ -325,8 +336,12 @@ def make_synthetic_dark(root: str | os.PathLike, *, cache_dir: str | os.PathLike
             if not np.array_equal(decoded, frames):
                 raise ConfigError(f"synthetic set: {root / rel} does not decode to the frames written")
             frames = decoded
-        save_npy(frames, cache_file(cache_dir, rel), verify=False, durable=False)
-        videos[rel] = dict(frames=int(frames.shape[0]), shape=list(frames.shape))
+        videos[rel] = write_cache_file(frames, cache_file(cache_dir, rel, fmt), fmt)
+        # the clips written as videos record them, as a prepared cache does: a replaced video is
+        # refused by the dataset instead of served from these frames
+        videos[rel]["source"] = ({"bytes": (root / rel).stat().st_size,
+                                  "mtime_ns": (root / rel).stat().st_mtime_ns,
+                                  "checksum": file_checksum(root / rel)} if as_video else None)
 
     # dark target set: one clip per class per scene
     for subset in ("train", "val", "test"):
@@ -360,8 +375,10 @@ def make_synthetic_dark(root: str | os.PathLike, *, cache_dir: str | os.PathLike
     files["list_cvt/pretrain_mapping.txt"] = _write_list(
         root / "list_cvt" / "pretrain_mapping.txt",
         "".join(f"{i}\t{n}\n" for i, n in enumerate(PRETRAIN_CLASSES)))
-    write_json(cache_manifest(root=root, short_side=spec.size, videos=videos,
-                              seconds=time.perf_counter() - started, source=MANIFEST),
+    remedy = (f"delete {cache_dir} (the next run renders the synthetic set's cache again, "
+              "identically)")
+    write_json(cache_manifest(root=root, short_side=spec.size, videos=videos, fmt=fmt,
+                              seconds=time.perf_counter() - started, source=MANIFEST, remedy=remedy),
                cache_dir / CACHE_MANIFEST)
     write_json(dict(params=params, classes=classes, pretrain_classes=list(PRETRAIN_CLASSES),
                     scenes=plan, cache_dir=str(cache_dir.resolve()), files=files,
@@ -394,22 +411,31 @@ def stored_spec(root: str | os.PathLike) -> SyntheticSpec | None:
         return None
 
 
-def synthetic_is_current(root: str | os.PathLike, cache_dir: str | os.PathLike) -> bool:
-    """A complete set of this darknb version is in ``root`` with its cache (whatever its spec)."""
+def synthetic_is_current(root: str | os.PathLike, cache_dir: str | os.PathLike,
+                         cache_format: str = "npy") -> bool:
+    """A complete set of this darknb version is in ``root`` with its cache in ``cache_format``
+    (whatever its spec). Cheap: the cache's files are verified when read, not here."""
     try:
         version = read_json(Path(root) / MANIFEST)["params"]["version"]
+        held = read_json(Path(cache_dir) / CACHE_MANIFEST).get("format")
     except (OSError, ValueError, KeyError):
         return False
-    return version == _VERSION and (Path(cache_dir) / CACHE_MANIFEST).is_file()
+    return version == _VERSION and held == cache_format
 
 
-def _complete(root: Path, cache_dir: Path, params: dict) -> bool:
-    """The set in ``root`` was rendered with ``params``, its files are intact, its cache exists."""
+def _complete(root: Path, cache_dir: Path, params: dict, fmt: str) -> bool:
+    """The set in ``root`` was rendered with ``params``, its files are intact, its cache (in
+    format ``fmt``) exists and every cache file matches its checksum."""
     try:
         old = read_json(root / MANIFEST)
+        cache = read_json(cache_dir / CACHE_MANIFEST)
     except (OSError, ValueError):
         return False
-    if old.get("params") != params or not (cache_dir / CACHE_MANIFEST).is_file():
+    if old.get("params") != params or cache.get("format") != fmt:
         return False
-    return all((root / rel).is_file() and sha256_file(root / rel) == digest
-               for rel, digest in old.get("files", {}).items())
+    if not all((root / rel).is_file() and sha256_file(root / rel) == digest
+               for rel, digest in old.get("files", {}).items()):
+        return False
+    return all(cache_file(cache_dir, rel, fmt).is_file()
+               and file_checksum(cache_file(cache_dir, rel, fmt)) == entry.get("checksum")
+               for rel, entry in cache.get("videos", {}).items())

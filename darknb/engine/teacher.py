@@ -202,9 +202,9 @@ def ensure_enhanced_cache(cfg: RunConfig, enhancer: nn.Module, *, device: str | 
             made_from = read_json(record_path) if record_path.is_file() else {}
             stale = [rel for rel, now in raw.items() if rel in made_from and made_from[rel] != now]
             if held_path.is_file() and not made_from:  # made before the record: its sources unknown
-                stale = [rel for rel in raw if cache_file(directory, rel).is_file()]
+                stale = [rel for rel in raw if cache_file(directory, rel, cfg.cache_format).is_file()]
             for rel in stale:
-                cache_file(directory, rel).unlink(missing_ok=True)
+                cache_file(directory, rel, cfg.cache_format).unlink(missing_ok=True)
             if stale:
                 print(f"[darknb] enhanced cache {directory}: {len(stale)} video(s) enhanced again, "
                       f"their raw frames changed or are unrecorded ({', '.join(stale[:3])}"
