@@ -22,12 +22,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from darknb.synthetic import _render_clip  # noqa: E402
 
 from darknb.data import video  # noqa: E402
 from darknb.data.dataset import VideoListDataset  # noqa: E402
 from darknb.data.splits import prepare_dataset  # noqa: E402
-from darknb.data.synthetic import _scene  # noqa: E402
+from darknb.data.synthetic import _scene, _to_uint8, render_lit  # noqa: E402
+
+
+def _render_clip(scene, cls, rng, T, H, W):
+    """A well-lit synthetic clip as uint8 frames ``(T, H, W, 3)`` (darknb.data.synthetic's renderer)."""
+    return _to_uint8(render_lit(scene, cls, rng, T, H, W))
 
 T_CLIP = 64
 

@@ -282,6 +282,6 @@ def test_sections_without_results_say_so_in_a_sentence():
                                       "p_value": 0.0504321, "p_holm": 0.15123, "mde_top1": 14.24,
                                       "n_seeds": 5, "mcnemar": [{"p_value": 0.000123}]}])
     assert rows.iloc[0].to_dict() == {
-        "comparison": "student - teacher", "question": "q?", "mean diff (pts)": "-10.6",
-        "95% CI (pts)": "-21.2 to +0.1", "p (paired t)": "0.0504", "p (Holm)": "0.151",
+        "comparison": "student − teacher", "question": "q?", "mean diff (pts)": "-10.6",
+        "95% CI over seeds (pts)": "-21.2 to +0.1", "p (paired t)": "0.0504", "p (Holm)": "0.151",
         "MDE 80% (pts)": "14.2", "seeds": 5, "McNemar p per seed": "0.000123"}

@@ -412,9 +412,11 @@ def arms_table(arms: Mapping[str, Mapping[str, Any]]):
     } for name, a in arms.items()]), empty="No arm has finished yet.")
 
 
-def ablation_table(points: list[dict]):
+def ablation_table(points: list[dict] | None):
     """The ablation's grid points: alpha, beta, T, validation and test top-1 (mean ± sd over
-    seeds), the seeds, and which study arm a point reuses."""
+    seeds), the seeds, and which study arm a point reuses; a sentence when it was not run."""
+    if not points:
+        return _markdown("The ablation grid was not run (`betas=[]` and `temperatures=[]`).")
     return show(pd.DataFrame([{
         "point": p["point"], "alpha": f"{p['alpha']:g}", "beta": f"{p['beta']:g}",
         "T": f"{p['temperature']:g}" if p["beta"] > 0 else "(no KD)",
