@@ -28,6 +28,10 @@ sys.path.insert(0, str(ROOT))
 from darknb.files import read_json, write_json  # noqa: E402
 
 OUT = ROOT / "darknb" / "study" / "backbone_variation.json"
+# the settings it applies to: a run with others does not quote it
+SETTINGS = ("dataset", "model", "num_frames", "size", "sampling", "epochs", "batch_size", "lr",
+            "lr_schedule", "warmup_epochs", "recipe", "alpha", "beta", "temperature", "enhancer",
+            "teacher_input")
 
 
 def compare(a: dict, b: dict, *, alpha: float = 0.05) -> dict:
@@ -49,7 +53,10 @@ def compare(a: dict, b: dict, *, alpha: float = 0.05) -> dict:
     arms = {name: {"top1": [a[name]["top1"], b[name]["top1"]], "delta": b[name]["top1"] - a[name]["top1"]}
             for name in a.get("input_norms") and [k for k in a if isinstance(a.get(k), dict) and "top1" in a[k]
                                                     and k in b] or []}
+    cfg = a["teacher"]["config"]
+    settings = {k: cfg[k] for k in SETTINGS}
     return {"what": f"pre-training seeds {seed_a} and {seed_b}, everything else as run",
+            "settings": settings,
             "applies_to": "the demo's synthetic miniature at its default settings",
             "pretrain_seeds": [seed_a, seed_b], "seeds": a.get("seeds"),
             "commit": (a["run"]["provenance"].get("git") or {}).get("sha"),

@@ -90,6 +90,10 @@ def check_run_inputs(cfg: RunConfig) -> None:
     if cfg.dataset != "synthetic" and not Path(cfg.data_root).is_dir():
         raise ConfigError(f"data_root {cfg.data_root!r} for dataset {cfg.dataset!r} does not exist; "
                           "see the README section 'Datasets and layouts'")
+    for key in ("train_list", "test_list", "val_list"):
+        value = getattr(cfg, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"parameter {key!r}: list file {value!r} does not exist")
     for key in ("enhancer_checkpoint", "pretrained", "baseline_pretrained"):
         value = getattr(cfg, key)
         if value not in PATH_FIELDS[key] and not Path(value).is_file():
@@ -290,9 +294,16 @@ def run_pipeline(run: str = "demo", *, preset: str | None = "demo", params: dict
                 timings[nb] = round(time.perf_counter() - start, 1)
                 print(f" {timings[nb]:.1f} s", flush=True)
 
+            previous = read_json(RunDir(out_dir).summary) if RunDir(out_dir).summary.is_file() else {}
+            # a notebook not run in this call keeps the time of the run that ran it (05 alone
+            # again, say): the summary times the whole run, each notebook once
+            kept = {nb: t for nb, t in ((previous.get("run") or {}).get("seconds_per_notebook") or {}).items()
+                    if nb not in timings and nb in NOTEBOOKS}
+            timings = {nb: {**kept, **timings}[nb] for nb in NOTEBOOKS if nb in {**kept, **timings}}
             summary = collect_summary(out_dir)
             summary["run"] = {"name": run, "id": run_id, "preset": preset, "params": merged,
                               "notebooks": notebooks, "seconds_per_notebook": timings,
+                              "seconds_kept_from_earlier_runs": sorted(kept),
                               "built_from": notebook_runs(out_dir, merged.get("seeds", [])),
                               "provenance": provenance(params=merged)}
             write_json(summary, RunDir(out_dir).summary)

@@ -276,7 +276,7 @@ def teacher_cache_for(cfg: RunConfig, teacher: str = "teacher") -> TeacherCache:
     run = RunDir(cfg.output_dir)
     ckpt = run.checkpoint(teacher)
     fields = {k: getattr(cfg, k) for k in ("dataset", "data_root", "split", "num_frames", "size",
-                                           "sampling", "cache_dir")}
+                                           "sampling", "cache_dir", "cache_format")}
     fields["teacher"] = (ckpt.stat().st_size, ckpt.stat().st_mtime_ns) if ckpt.exists() else None
     fields["clips"] = CLIP_PIPELINE  # a cache filled by another clip pipeline is not reused
     signature = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()

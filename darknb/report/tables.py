@@ -431,10 +431,12 @@ def ablation_table(points: list[dict] | None):
 MDE_GOAL = 5.0  # top-1 points: every stated comparison should see an effect this large (issue 16)
 
 
-def comparison_sentence(c: dict, *, alpha: float = 0.05) -> str:
+def comparison_sentence(c: dict, *, alpha: float = 0.05, variation: dict | None = None) -> str:
     """One stated comparison in words, the same words whatever the outcome: the difference, its
     interval over seeds, the Holm-corrected p, and whether the design could have seen an effect
-    of that size (its MDE, and by how much it misses the 5-point goal)."""
+    of that size (its MDE, and by how much it misses the 5-point goal). ``variation``: the same
+    comparison measured with another pre-trained backbone (``backbone_variation``'s row): the
+    sentence says whether its sign and verdict held."""
     verdict = "significant" if c["p_holm"] < alpha else "not significant"
     if c["mean_diff"] == 0:
         difference = f"{c['a']} and {c['b']} have the same mean top-1"
@@ -451,6 +453,19 @@ def comparison_sentence(c: dict, *, alpha: float = 0.05) -> str:
         power = f"; the design detects {mde:.1f} points with 80 % power."
     if mde is not None and mde > MDE_GOAL:
         power += f" Its MDE misses the {MDE_GOAL:g}-point goal by {mde - MDE_GOAL:.1f} points."
+    if variation is not None:
+        other_sig = variation["significant"][1]
+        other = (f"{variation['mean_diff'][1]:+.1f} points, Holm p "
+                 f"{format_number(variation['p_holm'][1], 3, significant=True)}")
+        if variation.get("same_verdict"):
+            power += f" With another pre-trained backbone: {other}, the same sign and verdict."
+        elif variation.get("same_sign"):
+            power += (f" With another pre-trained backbone: {other}, "
+                      f"{'significant' if other_sig else 'not significant'}: the sign holds, the "
+                      "verdict does not, so read it as uncertain.")
+        else:
+            power += (f" With another pre-trained backbone: {other}: the sign changes, so this "
+                      "difference is not established.")
     return (f"{c['question']} {difference} (95 % CI {c['ci95_low']:+.1f} to {c['ci95_high']:+.1f} "
             f"over {c['n_seeds']} seeds; Holm p = {format_number(c['p_holm'], 3, significant=True)}, "
             f"{verdict}){power}")
@@ -483,7 +498,9 @@ def study_findings(study: dict, *, alpha: float = 0.05) -> list[str]:
                      f"{zero['lit']:.1f} % (chance {zero['chance']:.1f} %): enhancement "
                      f"{'closes part of' if gap > 0 else 'does not close'} the domain gap "
                      f"({gap:+.1f} points).")
-    lines += [comparison_sentence(c, alpha=alpha) for c in study["comparisons"]]
+    variation = {(r["a"], r["b"]): r for r in (study.get("backbone_variation") or {}).get("comparisons", [])}
+    lines += [comparison_sentence(c, alpha=alpha, variation=variation.get((c["a"], c["b"])))
+              for c in study["comparisons"]]
     return lines
 
 

@@ -446,11 +446,17 @@ def check_study_stages(out_dir, seeds) -> dict[str, str | None]:
 BACKBONE_VARIATION = Path(__file__).with_name("backbone_variation.json")
 
 
-def backbone_variation() -> dict | None:
+def backbone_variation(config: dict | None = None) -> dict | None:
     """What moved when only the pre-trained backbone changed (pre-training seeds 0 and 1 of the
-    demo), measured once by ``benchmarks/backbone_variation.py``; None until measured. It applies
-    to the demo's synthetic miniature at its default settings (its ``applies_to`` says so)."""
-    return read_json(BACKBONE_VARIATION) if BACKBONE_VARIATION.is_file() else None
+    demo), measured once by ``benchmarks/backbone_variation.py``; None until measured, and None
+    for a run with other settings than those it was measured with (``config``: an arm's)."""
+    if not BACKBONE_VARIATION.is_file():
+        return None
+    variation = read_json(BACKBONE_VARIATION)
+    settings = variation.get("settings") or {}
+    if config is not None and any(config.get(k) != v for k, v in settings.items()):
+        return None  # measured for the demo's settings, not this run's
+    return variation
 
 
 def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: str = "",
@@ -477,7 +483,9 @@ def write_study(out_dir, seeds, *, zero_shot: dict | None = None, pretrained: st
              "comparisons": rows, "mde_top1": mde, "zero_shot": zero_shot,
              "pretrained": pretrained, "splits": splits, "recipe": recipe,
              "input_norms": list(input_norms) if input_norms is not None else None,
-             "backbone_variation": backbone_variation(), "trained_by": trained_by,
+             "backbone_variation": backbone_variation(
+                 (arms.get("teacher") or next(iter(arms.values()), {})).get("config")),
+             "trained_by": trained_by,
              "runs": sorted({r for r in trained_by.values() if r})}
     write_json(study, run.stage("study"))
     return study
