@@ -84,7 +84,11 @@ def test_the_accuracy_cost_figure_has_one_point_per_measured_method():
 
 def test_the_claims_summary_says_what_was_measured_and_how_sure():
     text = tables.claims_summary(CLAIMS)
-    assert "measured **yes**" in text and "not significant at 0.05" in text and "Holm p = 0.270" in text
+    assert "measured **not established (higher, not significantly)**" in text
+    assert "not significant at 0.05" in text and "Holm p = 0.270" in text
+    below = {**CLAIMS["student_beats_teacher"], "mean_diff": -6.2, "p_holm": 0.0101}
+    assert "measured **no: the student is below its teacher**" in tables.claims_summary(
+        {"student_beats_teacher": below})
     assert "+8.3 points, 95% CI -2.1 to +18.8 over 6 seeds" in text and "detects 11.2 points" in text
     assert "29× as run" in text and "2.4× paper size" in text and "None" not in text
 

@@ -351,15 +351,21 @@ def claims_summary(claims: dict) -> str:
     lines = []
     beats = claims.get("student_beats_teacher") or {}
     if beats:
-        verdict = "yes" if beats.get("measured") else "no"
+        diff, p_holm = beats.get("mean_diff"), beats.get("p_holm")
+        significant = p_holm is not None and p_holm < 0.05
+        if diff is None:
+            verdict = "yes" if beats.get("measured") else "no"
+        elif significant:
+            verdict = "yes" if diff > 0 else "no: the student is below its teacher"
+        else:
+            verdict = f"not established ({'higher' if diff > 0 else 'lower'}, not significantly)"
         detail = (f"student {format_number(beats.get('student_top1'))} % vs teacher "
                   f"{format_number(beats.get('teacher_top1'))} % top-1")
-        if beats.get("mean_diff") is not None:
-            detail += (f", difference {beats['mean_diff']:+.1f} points, 95% CI "
+        if diff is not None:
+            detail += (f", difference {diff:+.1f} points, 95% CI "
                        f"{beats['ci95_low']:+.1f} to {beats['ci95_high']:+.1f} over "
-                       f"{beats.get('n_seeds')} seeds; Holm p = {beats.get('p_holm', float('nan')):.3f}, "
-                       f"{'significant' if beats.get('significant_after_holm') else 'not significant'}"
-                       " at 0.05")
+                       f"{beats.get('n_seeds')} seeds; Holm p = {format_p(p_holm)}, "
+                       f"{'significant' if significant else 'not significant'} at 0.05")
             mde = beats.get("mde_top1")
             if mde is not None and abs(beats["mean_diff"]) < mde:
                 detail += f"; this design detects {mde:.1f} points with 80% power"

@@ -33,6 +33,7 @@ from darknb.paper import ARID_FRAME, PAPER_CLIP, reported_table
 from darknb.engine.records import save_stage
 from darknb.provenance import run_id
 from darknb.study.arms import (
+    ARM_SPECS,
     arm_name,
     paired_comparison,
     require_inputs,
@@ -469,7 +470,8 @@ def comparison_table(out_dir: str | Path, *, dataset: str, study: dict,
                          "top1_seed_std": summary["top1_std"], "seeds": len(summary["seeds"]),
                          "test_videos": summary["num_videos"], "lists": lists,
                          "epochs": (summary.get("config") or {}).get("epochs"),
-                         **cost_columns("teacher" if arm == "teacher" else "student")})
+                         # an enhanced-input arm costs a teacher's (its enhancer included)
+                         **cost_columns("teacher" if ARM_SPECS[arm].inputs == "enhanced" else "student")})
     for key, label in BASELINE_LABELS.items():
         path = RunDir(out_dir).predictions(key)
         if not path.is_file():
