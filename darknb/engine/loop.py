@@ -52,7 +52,7 @@ from darknb.files import RunDir
 from darknb.models.classifiers import Teacher
 from darknb.provenance import check_fingerprint, run_id
 
-__all__ = ["fit", "train_one_epoch"]
+__all__ = ["TrainState", "fit", "resume", "train_one_epoch", "validate"]
 
 
 # Config fields that may differ between a checkpoint written before fingerprints (darknb 0.1 before
@@ -285,6 +285,19 @@ def train_one_epoch(model: nn.Module, forward, loader, optimizer, train_set, cfg
              "speed": {"seconds": seconds, "clips": int(seen), "clips_per_s": seen / seconds}}, steps)
 
 
+def validate(model: nn.Module, val_set, loader, state: TrainState, *, epoch: int, accelerator,
+             writer: CheckpointWriter, best_path: Path, name: str) -> float:
+    """Validation top-1 after ``epoch``; a new best (the earliest on ties) is kept in memory and
+    written to ``<name>_best.ckpt`` by the main process. The test split is never looked at here."""
+    top1 = evaluate(model, val_set, accelerator=accelerator, loader=loader)["top1"]
+    if top1 > state.best["val_top1"]:
+        state.best = {"epoch": epoch + 1, "val_top1": top1}
+        state.best_weights = snapshot(accelerator.unwrap_model(model).state_dict())
+        if accelerator.is_main_process:
+            writer.save(best_path, {"model": state.best_weights, **state.best, "name": name})
+    return top1
+
+
 def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
         teacher: nn.Module | None = None, teacher_cache: TeacherCache | None = None,
         progress: bool = True, extra_state: dict | None = None, reads: dict | None = None) -> dict:
@@ -347,13 +360,9 @@ def fit(model: nn.Module, splits: Splits, cfg: RunConfig, *, name: str,
             state.steps += steps
             state.speed.append({"epoch": epoch + 1, **record.pop("speed")})
             if splits.val is not None:
-                record["val_top1"] = evaluate(model, splits.val, accelerator=accelerator,
-                                              loader=val_loader)["top1"]
-                if record["val_top1"] > state.best["val_top1"]:
-                    state.best = {"epoch": epoch + 1, "val_top1": record["val_top1"]}
-                    state.best_weights = snapshot(accelerator.unwrap_model(model).state_dict())
-                    if main:
-                        writer.save(best_path, {"model": state.best_weights, **state.best, "name": name})
+                record["val_top1"] = validate(model, splits.val, val_loader, state, epoch=epoch,
+                                              accelerator=accelerator, writer=writer,
+                                              best_path=best_path, name=name)
             state.history.append(record)
             if cfg.tracker:
                 accelerator.log({f"epoch/{k}": v for k, v in record.items() if k != "epoch"},
