@@ -42,7 +42,7 @@ from darknb.study.arms import (
     with_holm,
 )
 from darknb.study.flops import count_flops, count_parameters, measure_latency
-from darknb.study.stats import accuracy_ci, correct_by_video
+from darknb.study.stats import accuracy_ci, correct_by_video, mean_std
 
 # ----------------------------------------------------------------------------------------------
 # alpha / beta / temperature ablation
@@ -139,6 +139,12 @@ def run_ablation(cfg: RunConfig, *, betas, temperatures, seeds, jobs: int = 1,
     return ablation_summary(cfg, points, seeds)
 
 
+def _over_seeds(values) -> tuple[float, float | None]:
+    """Mean and sample sd over seeds (:func:`darknb.study.stats.mean_std`); sd None for one seed."""
+    mean, sd = mean_std(values)
+    return mean, None if np.isnan(sd) else sd
+
+
 def ablation_summary(cfg: RunConfig, points: list[dict], seeds) -> dict:
     """Per grid point: validation and test top-1 (mean, sd over seeds, the seeds) and where its
     runs live; the stated comparisons (paired over seeds, Holm within the ablation, MDE)."""
@@ -155,10 +161,10 @@ def ablation_summary(cfg: RunConfig, points: list[dict], seeds) -> dict:
         stages = [read_json(f) for f in where.values()]
         top1 = [st["top1"] for st in stages]
         val = [(st.get("selection") or {}).get("val_top1") for st in stages]
-        rows.append({**p, "point": point_name(p), "study_arm": arm,
-                     "val_top1": float(np.mean(val)) if all(v is not None for v in val) else None,
-                     "val_top1_std": float(np.std(val, ddof=1)) if len(val) > 1 and all(v is not None for v in val) else None,
-                     "top1": float(np.mean(top1)), "top1_std": float(np.std(top1, ddof=1)) if len(top1) > 1 else None,
+        val_mean, val_sd = _over_seeds(val) if all(v is not None for v in val) else (None, None)
+        top1_mean, top1_sd = _over_seeds(top1)
+        rows.append({**p, "point": point_name(p), "study_arm": arm, "val_top1": val_mean,
+                     "val_top1_std": val_sd, "top1": top1_mean, "top1_std": top1_sd,
                      "seeds": sorted(where)})
     comparisons = [paired_comparison(files[point_name(a)], files[point_name(b)], a_name=point_name(a),
                                      b_name=point_name(b), question=q)
